@@ -1,0 +1,174 @@
+//! Typed settings of the service, from flags and environment variables.
+//!
+//! Every knob the lab turns (compose `.env`, CI, the README's tables) is an environment
+//! variable with the same name as in `design.md`; each is also a flag, so `service --help`
+//! documents the whole surface. Values are parsed into their real types here (durations,
+//! enums, socket addresses), so nothing downstream matches strings at run time.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// The lab's actix-web service: a fast victim route beside a zoo of worker-blocking bugs.
+#[derive(Debug, Clone, Parser)]
+#[command(version, about, long_about = None)]
+pub struct Settings {
+    /// HTTP listen address (host:port). Port 0 picks a free port.
+    #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8080")]
+    pub listen_addr: SocketAddr,
+
+    /// Number of actix worker threads, each with its own single-threaded tokio runtime.
+    /// Default: the number of CPUs.
+    #[arg(long, env = "WORKERS", value_parser = clap::value_parser!(u16).range(1..=512))]
+    pub workers: Option<u16>,
+
+    /// Log output format: `json` for shipping, `pretty` for people.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+    pub log_format: LogFormat,
+
+    /// Log filter (EnvFilter syntax, e.g. `info,service=debug`). Applies to the log output only,
+    /// never to the console layer of the canary.
+    #[arg(long = "log-filter", env = "RUST_LOG", default_value = "info")]
+    pub rust_log: String,
+
+    /// Also write rolling JSON log files (daily rotation, 7 files kept) into this directory.
+    /// Unset: stdout only.
+    #[arg(long, env = "LOG_DIR")]
+    pub log_dir: Option<PathBuf>,
+
+    /// Directory that `/config/{sync,async}/{name}` read files from. Default: the sample folder
+    /// shipped with the service.
+    #[arg(long, env = "CONFIG_DIR", default_value = default_config_dir())]
+    pub config_dir: PathBuf,
+
+    /// Emulated disk latency of the config read, in milliseconds (the bug holds the worker
+    /// thread this long; the fix waits off the worker).
+    #[arg(long = "slow-disk-ms", env = "SLOW_DISK_MS", default_value = "300", value_parser = parse_millis)]
+    pub slow_disk: Duration,
+
+    /// Simulated dependency latency of the victim route `/api/orders/{id}`, in milliseconds
+    /// (a tokio timer; 0 allowed).
+    #[arg(long = "dependency-ms", env = "DEPENDENCY_MS", default_value = "5", value_parser = parse_millis)]
+    pub dependency: Duration,
+
+    /// Instance name reported in `/healthz`. Default: the host name.
+    #[arg(long, env = "INSTANCE")]
+    pub instance: Option<String>,
+
+    /// How long a graceful shutdown waits for in-flight requests, in seconds.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT_S", default_value = "10")]
+    pub shutdown_timeout_s: u64,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// One-off commands instead of serving.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Ask the service at LISTEN_ADDR for `/healthz` and exit 0 if it answers 200: a container
+    /// healthcheck that needs no curl in the image.
+    Healthcheck,
+}
+
+/// Output format of the log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line, for Loki.
+    Json,
+    /// Multi-line human-readable output.
+    Pretty,
+}
+
+/// Which build this is. Follows from the cargo features, never from configuration, so a release
+/// binary cannot claim to be a canary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Flavor {
+    /// Default features: no console.
+    Release,
+    /// Built with `--features console`.
+    Canary,
+}
+
+impl Flavor {
+    /// The flavor of this binary.
+    pub const fn current() -> Self {
+        if cfg!(feature = "console") {
+            Flavor::Canary
+        } else {
+            Flavor::Release
+        }
+    }
+
+    /// Lower-case name as it appears in logs and `/healthz`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Flavor::Release => "release",
+            Flavor::Canary => "canary",
+        }
+    }
+}
+
+impl Settings {
+    /// Worker threads to start: the setting, or one per available CPU.
+    pub fn worker_count(&self) -> usize {
+        self.workers.map(usize::from).unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+    }
+
+    /// Instance name: the setting, else the host name, else `unknown`.
+    pub fn instance_name(&self) -> String {
+        self.instance.clone().unwrap_or_else(|| {
+            hostname::get()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| "unknown".to_owned())
+        })
+    }
+}
+
+/// The sample folder of the source tree this binary was built from. The container images copy
+/// that folder into the image and point `CONFIG_DIR` at it.
+const fn default_config_dir() -> &'static str {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/sample-config")
+}
+
+/// Milliseconds as a `Duration`, capped at ten minutes so a typo cannot park a worker for a day.
+fn parse_millis(raw: &str) -> Result<Duration, String> {
+    let ms: u64 = raw
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{raw}` is not a whole number of milliseconds"))?;
+    if ms > 600_000 {
+        return Err(format!("{ms} ms is more than the 600000 ms maximum"));
+    }
+    Ok(Duration::from_millis(ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn millis_parse_and_reject() {
+        assert_eq!(parse_millis("300"), Ok(Duration::from_millis(300)));
+        assert_eq!(parse_millis("0"), Ok(Duration::ZERO));
+        assert!(parse_millis("-1").is_err());
+        assert!(parse_millis("3s").is_err());
+        assert!(parse_millis("600001").is_err());
+    }
+
+    #[test]
+    fn flavor_follows_features() {
+        let expected = if cfg!(feature = "console") {
+            "canary"
+        } else {
+            "release"
+        };
+        assert_eq!(Flavor::current().as_str(), expected);
+    }
+}

@@ -1,0 +1,77 @@
+//! The routes: the victim, and the bug zoo with each bug beside its fix.
+//!
+//! | route | what it does to the worker thread |
+//! |---|---|
+//! | `GET /healthz` | nothing: status, version, flavor, instance |
+//! | `GET /api/orders/{id}` | the victim: awaits a short simulated dependency |
+//! | `GET /config/sync/{name}` | BUG: `std::fs` + emulated slow disk on the worker |
+//! | `GET /config/async/{name}` | FIX: the same work on the blocking pool |
+//! | `GET /lock/std` | BUG: `std::sync::Mutex` guard held across `.await` |
+//! | `GET /lock/tokio` | FIX: `tokio::sync::Mutex` |
+//! | `GET /cpu/inline?ms=` | BUG: CPU-bound loop on the worker |
+//! | `GET /cpu/offload?ms=` | FIX: the same loop on the blocking pool |
+
+use std::{path::PathBuf, time::Duration};
+
+use actix_web::web;
+
+use crate::{config::Flavor, config::Settings, errors::ApiError};
+
+pub mod config_read;
+pub mod cpu;
+pub mod health;
+pub mod lock;
+pub mod orders;
+
+/// What the handlers need from the settings, shared by every worker.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub config_dir: PathBuf,
+    pub slow_disk: Duration,
+    pub dependency: Duration,
+    pub flavor: Flavor,
+    pub instance: String,
+}
+
+impl AppState {
+    pub fn new(settings: &Settings) -> Self {
+        Self {
+            config_dir: settings.config_dir.clone(),
+            slow_disk: settings.slow_disk,
+            dependency: settings.dependency,
+            flavor: Flavor::current(),
+            instance: settings.instance_name(),
+        }
+    }
+}
+
+/// Registers every route, and makes extractor failures (bad path or query) JSON 400s.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(
+        web::PathConfig::default()
+            .error_handler(|err, _| ApiError::BadRequest(err.to_string()).into()),
+    )
+    .app_data(
+        web::QueryConfig::default()
+            .error_handler(|err, _| ApiError::BadRequest(err.to_string()).into()),
+    )
+    .route("/healthz", web::get().to(health::healthz))
+    .route("/api/orders/{id}", web::get().to(orders::get_order))
+    .route(
+        "/config/sync/{name:.*}",
+        web::get().to(config_read::config_sync),
+    )
+    .route(
+        "/config/async/{name:.*}",
+        web::get().to(config_read::config_async),
+    )
+    .route("/lock/std", web::get().to(lock::lock_std))
+    .route("/lock/tokio", web::get().to(lock::lock_tokio))
+    .route("/cpu/inline", web::get().to(cpu::cpu_inline))
+    .route("/cpu/offload", web::get().to(cpu::cpu_offload))
+    .default_service(web::to(not_found));
+}
+
+async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::NotFound("no such route".to_owned()))
+}

@@ -1,0 +1,129 @@
+//! Builds the HTTP server and runs it until a shutdown signal.
+//!
+//! [`Application::build`] binds the listener first (port 0 picks a free one; [`Application::port`]
+//! tells which), so start-up errors surface before anything runs. [`Application::run_until_stopped`]
+//! serves until SIGTERM or SIGINT, then stops accepting and lets in-flight requests finish, for
+//! at most `SHUTDOWN_TIMEOUT_S`. actix-server's own signal handling is turned off because it
+//! treats SIGINT as a hard stop; the lab wants both signals graceful.
+
+use std::{net::TcpListener, time::Duration};
+
+use actix_web::{
+    body::MessageBody,
+    dev::{Server, ServiceRequest, ServiceResponse},
+    http::header::{HeaderName, HeaderValue},
+    middleware::{from_fn, Next},
+    web, App, Error, HttpMessage, HttpServer,
+};
+use anyhow::Context;
+use tracing_actix_web::TracingLogger;
+
+use crate::{
+    config::{Flavor, Settings},
+    request_id::{self, LabRootSpan, RequestId, RequestStart},
+    routes::{self, AppState},
+};
+
+/// A bound, ready-to-run server.
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    /// Binds `LISTEN_ADDR` and builds the server with every route and middleware.
+    pub fn build(settings: &Settings) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(settings.listen_addr)
+            .with_context(|| format!("cannot listen on {}", settings.listen_addr))?;
+        let local_addr = listener.local_addr()?;
+        let state = web::Data::new(AppState::new(settings));
+        let workers = settings.worker_count();
+        tracing::info!(
+            addr = %local_addr,
+            workers,
+            flavor = Flavor::current().as_str(),
+            instance = state.instance,
+            version = env!("CARGO_PKG_VERSION"),
+            "listening"
+        );
+        let server = HttpServer::new(move || {
+            App::new()
+                // Inner: sets the response header and writes the access line inside the span.
+                .wrap(from_fn(access_log))
+                // Outer: opens the root span `request` around everything else.
+                .wrap(TracingLogger::<LabRootSpan>::new())
+                .app_data(state.clone())
+                .configure(routes::configure)
+        })
+        .workers(workers)
+        .disable_signals()
+        .shutdown_timeout(settings.shutdown_timeout_s)
+        .listen(listener)
+        .with_context(|| format!("cannot serve on {local_addr}"))?
+        .run();
+        Ok(Self {
+            port: local_addr.port(),
+            server,
+        })
+    }
+
+    /// The port actually bound.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until SIGTERM or SIGINT, then shuts down gracefully.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        actix_web::rt::spawn(async move {
+            let signal = shutdown_signal().await;
+            tracing::info!(signal, "shutting down: draining in-flight requests");
+            handle.stop(true).await;
+        });
+        self.server.await.context("server failed")?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Resolves on the first SIGTERM or SIGINT, naming it.
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}
+
+/// The access line (one INFO event per finished request, inside the request span) and the
+/// `x-request-id` response header. `route` is the matched pattern, never the raw path, so it
+/// stays a low-cardinality field.
+async fn access_log(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let id = req.extensions().get::<RequestId>().cloned();
+    let mut res = next.call(req).await?;
+    let latency = res
+        .request()
+        .extensions()
+        .get::<RequestStart>()
+        .map_or(Duration::ZERO, |start| start.0.elapsed());
+    let request = res.request();
+    tracing::info!(
+        method = %request.method(),
+        route = request.match_pattern().as_deref().unwrap_or("unmatched"),
+        status = res.status().as_u16(),
+        latency_ms = latency.as_secs_f64() * 1000.0,
+        "request finished"
+    );
+    if let Some(id) = id {
+        if let Ok(value) = HeaderValue::from_str(id.as_str()) {
+            res.headers_mut()
+                .insert(HeaderName::from_static(request_id::HEADER), value);
+        }
+    }
+    Ok(res)
+}

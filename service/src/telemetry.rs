@@ -1,0 +1,127 @@
+//! The tracing wiring, in one place: what users of the lab copy into production.
+//!
+//! - One `tracing_subscriber::registry()`. Every output layer carries its **own** `EnvFilter`
+//!   from `RUST_LOG` (a per-layer filter). A registry-wide filter would also decide for the
+//!   canary's console layer and hide tokio's task spans from it.
+//! - JSON lines (current span and span list) for shipping; `pretty` for people. Spans emit a
+//!   close event with `time.busy` and `time.idle`, so one log line shows a blocked handler.
+//! - Writers are tracing-appender's non-blocking ones in **lossless** mode: when the queue is
+//!   full the logging thread waits rather than dropping lines. Stdout always; rolling JSON
+//!   files (daily, 7 kept) when `LOG_DIR` is set.
+//! - The returned [`TelemetryGuard`] flushes the writers when dropped; `main` keeps it alive
+//!   until the server has fully stopped.
+
+use tracing_appender::{
+    non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard},
+    rolling::{RollingFileAppender, Rotation},
+};
+use tracing_subscriber::{
+    fmt::{self, format::FmtSpan, writer::MakeWriterExt},
+    layer::SubscriberExt,
+    util::SubscriberInitExt,
+    EnvFilter, Layer, Registry,
+};
+
+use crate::config::{LogFormat, Settings};
+
+/// A layer on the bare registry; boxed so optional layers compose without type gymnastics.
+pub type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
+
+/// How many daily log files are kept in `LOG_DIR`.
+pub const MAX_LOG_FILES: usize = 7;
+
+/// Keeps the log writers' background threads alive; dropping it flushes them.
+#[must_use = "dropping the guard stops the log writers"]
+pub struct TelemetryGuard {
+    _writers: Vec<WorkerGuard>,
+}
+
+/// Why telemetry could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("invalid RUST_LOG filter: {0}")]
+    Filter(#[from] tracing_subscriber::filter::ParseError),
+    #[error("cannot write logs to LOG_DIR {dir}: {source}")]
+    LogDir {
+        dir: String,
+        source: tracing_appender::rolling::InitError,
+    },
+    #[error("a global tracing subscriber is already installed")]
+    AlreadyInstalled,
+}
+
+/// Installs the global subscriber described in the module doc.
+pub fn init(settings: &Settings) -> Result<TelemetryGuard, TelemetryError> {
+    let mut guards = Vec::new();
+    let mut lossless = |writer: Box<dyn std::io::Write + Send>, thread: &str| {
+        let (writer, guard) = NonBlockingBuilder::default()
+            .lossy(false)
+            .thread_name(thread)
+            .finish(writer);
+        guards.push(guard);
+        writer
+    };
+    let stdout = lossless(Box::new(std::io::stdout()), "log-stdout");
+    let file = match &settings.log_dir {
+        Some(dir) => Some(lossless(Box::new(rolling_files(dir)?), "log-file")),
+        None => None,
+    };
+
+    let mut layers: Vec<BoxedLayer> = Vec::new();
+    match (settings.log_format, file) {
+        (LogFormat::Json, None) => layers.push(json_layer(stdout, &settings.rust_log)?),
+        (LogFormat::Json, Some(file)) => {
+            layers.push(json_layer(stdout.and(file), &settings.rust_log)?)
+        }
+        (LogFormat::Pretty, file) => {
+            layers.push(pretty_layer(stdout, &settings.rust_log)?);
+            if let Some(file) = file {
+                layers.push(json_layer(file, &settings.rust_log)?);
+            }
+        }
+    }
+    tracing_subscriber::registry()
+        .with(layers)
+        .try_init()
+        .map_err(|_| TelemetryError::AlreadyInstalled)?;
+    Ok(TelemetryGuard { _writers: guards })
+}
+
+/// JSON lines: event fields under `fields`, the current span under `span`, the span list
+/// under `spans`, and a close event per span with its busy and idle time.
+pub fn json_layer<W>(writer: W, filter: &str) -> Result<BoxedLayer, TelemetryError>
+where
+    W: for<'w> fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    Ok(fmt::layer()
+        .json()
+        .with_current_span(true)
+        .with_span_list(true)
+        .with_span_events(FmtSpan::CLOSE)
+        .with_writer(writer)
+        .with_filter(EnvFilter::try_new(filter)?)
+        .boxed())
+}
+
+fn pretty_layer(writer: NonBlocking, filter: &str) -> Result<BoxedLayer, TelemetryError> {
+    Ok(fmt::layer()
+        .pretty()
+        .with_span_events(FmtSpan::CLOSE)
+        .with_writer(writer)
+        .with_filter(EnvFilter::try_new(filter)?)
+        .boxed())
+}
+
+/// Daily-rotated `service.YYYY-MM-DD.json` files, the oldest pruned beyond [`MAX_LOG_FILES`].
+fn rolling_files(dir: &std::path::Path) -> Result<RollingFileAppender, TelemetryError> {
+    RollingFileAppender::builder()
+        .rotation(Rotation::DAILY)
+        .filename_prefix("service")
+        .filename_suffix("json")
+        .max_log_files(MAX_LOG_FILES)
+        .build(dir)
+        .map_err(|source| TelemetryError::LogDir {
+            dir: dir.display().to_string(),
+            source,
+        })
+}
