@@ -1,0 +1,135 @@
+use crate::helpers::{fresh_id, spawn_app};
+
+#[tokio::test]
+async fn every_line_is_json_and_request_lines_carry_the_request_span() {
+    let app = spawn_app(&[("SLOW_DISK_MS", "5")]).await;
+    let mut ids = Vec::new();
+    for path in [
+        "/healthz",
+        "/api/orders/7",
+        "/config/sync/app.toml",
+        "/config/async/app.toml",
+        "/cpu/inline?ms=5",
+        "/cpu/offload?ms=5",
+        "/lock/std?hold_ms=5",
+        "/lock/tokio?hold_ms=5",
+        "/nope",
+    ] {
+        let id = fresh_id("lines");
+        app.get_with_id(path, &id).await;
+        ids.push(id);
+    }
+    for id in &ids {
+        app.wait_for_event(id, "request finished").await;
+    }
+    let lines = app.lines();
+    for line in &lines {
+        let json = line
+            .json
+            .as_ref()
+            .unwrap_or_else(|| panic!("not JSON: {}", line.raw));
+        for key in ["timestamp", "level", "target"] {
+            assert!(json.get(key).is_some(), "no {key}: {}", line.raw);
+        }
+        assert!(
+            json.pointer("/fields/message").is_some(),
+            "no fields.message: {}",
+            line.raw
+        );
+        if let Some(span) = json.get("span") {
+            assert!(
+                span["request_id"].is_string(),
+                "a span without request_id: {}",
+                line.raw
+            );
+        }
+    }
+    for id in &ids {
+        let of_request = app.lines_of(id);
+        assert!(of_request.len() >= 2, "{id}: {of_request:?}");
+        let closes = of_request
+            .iter()
+            .filter(|l| l.message() == Some("close"))
+            .count();
+        assert!(closes >= 1, "no span close line for {id}");
+        let close = of_request
+            .iter()
+            .find(|l| l.message() == Some("close"))
+            .unwrap()
+            .json
+            .clone()
+            .unwrap();
+        assert!(
+            close["fields"]["time.busy"].is_string() && close["fields"]["time.idle"].is_string()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_blocked_handler_shows_busy_far_above_idle_in_its_close_line() {
+    let app = spawn_app(&[]).await;
+    let id = fresh_id("busy");
+    app.get_with_id("/config/sync/app.toml", &id).await;
+    let close = app
+        .wait_for_line(|l| {
+            l.request_id() == Some(&id)
+                && l.message() == Some("close")
+                && l.json.as_ref().unwrap()["span"]["name"] == "config_sync"
+        })
+        .await;
+    let busy = close.json.unwrap()["fields"]["time.busy"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(busy.ends_with("ms") && !busy.ends_with("µs"), "busy {busy}");
+    let millis: f64 = busy.trim_end_matches("ms").parse().unwrap();
+    assert!(millis >= 250.0, "busy {busy}");
+}
+
+#[tokio::test]
+async fn rust_log_filters_per_target() {
+    let app = spawn_app(&[("RUST_LOG", "warn,service=info")]).await;
+    let id = fresh_id("filter");
+    app.get_with_id("/api/orders/1", &id).await;
+    app.wait_for_event(&id, "request finished").await;
+    assert!(
+        app.lines()
+            .iter()
+            .all(|l| l.json.as_ref().unwrap()["target"] != "actix_server::builder"),
+        "actix info lines were not filtered"
+    );
+}
+
+#[test]
+fn pretty_format_is_for_people() {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_service"))
+        .env_clear()
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .env("LOG_FORMAT", "pretty")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first_lines = Vec::new();
+    for line in BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+    {
+        first_lines.push(line);
+        if first_lines.iter().any(|l| l.contains("listening")) {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        first_lines.iter().any(|l| l.contains("listening")),
+        "{first_lines:?}"
+    );
+    assert!(
+        first_lines
+            .iter()
+            .all(|l| serde_json::from_str::<serde_json::Value>(l).is_err()),
+        "pretty output contained JSON: {first_lines:?}"
+    );
+}
