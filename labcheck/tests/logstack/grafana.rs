@@ -1,0 +1,345 @@
+//! Grafana's provisioning and the "Tail latency lab" dashboard against grafana/queries.json,
+//! the single source of the lab's LogQL, and against what the Alloy pipeline produces.
+
+use std::collections::BTreeSet;
+
+use regex::Regex;
+use serde_json::Value as Json;
+
+use crate::pipeline;
+use crate::support::{self, DASHBOARD, DASHBOARD_PROVIDERS, DATASOURCES};
+
+/// The keys of queries.json that are not dashboard panels: the data source uid, and the
+/// request lookup used by loadgen's Explore links and the derived field.
+const NOT_PANELS: &[&str] = &["datasource_uid", "request_by_id"];
+
+fn dashboard() -> Json {
+    support::json(DASHBOARD)
+}
+
+fn panels() -> Vec<Json> {
+    dashboard()["panels"]
+        .as_array()
+        .expect("the dashboard has a panels array")
+        .clone()
+}
+
+/// Every (panel title, target) pair.
+fn targets() -> Vec<(String, Json)> {
+    panels()
+        .iter()
+        .flat_map(|p| {
+            let title = p["title"].as_str().unwrap_or_default().to_string();
+            p["targets"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .map(move |t| (title.clone(), t))
+        })
+        .collect()
+}
+
+fn provisioned_loki() -> serde_yaml::Value {
+    let file = support::yaml(DATASOURCES);
+    let list = file["datasources"]
+        .as_sequence()
+        .expect("datasources is a list");
+    assert_eq!(list.len(), 1, "one data source: Loki");
+    list[0].clone()
+}
+
+/// Removes string literals so that names are read only from LogQL syntax.
+fn strip_strings(expr: &str) -> String {
+    let strings = Regex::new(r#""(?:[^"\\]|\\.)*"|`[^`]*`"#).expect("regex");
+    strings.replace_all(expr, "\"\"").into_owned()
+}
+
+/// Label and metadata names a query reads: in the stream selector, label filters, `unwrap`
+/// and `by (...)`. Names a `| json a="…"` stage of the query extracts itself are left out.
+fn names_read(expr: &str) -> BTreeSet<String> {
+    let bare = strip_strings(expr);
+    let name = r"([A-Za-z_][A-Za-z0-9_]*)";
+    let mut read = BTreeSet::new();
+    let mut extracted = BTreeSet::new();
+    let selector = Regex::new(r"\{([^}]*)\}").expect("regex");
+    if let Some(sel) = selector.captures(&bare) {
+        let matcher = Regex::new(&format!(r"{name}\s*(=~|!~|!=|=)")).expect("regex");
+        read.extend(matcher.captures_iter(&sel[1]).map(|c| c[1].to_string()));
+    }
+    let filter = Regex::new(&format!(r"\|\s*{name}\s*(=~|!~|!=|==|>=|<=|=|>|<)")).expect("regex");
+    read.extend(filter.captures_iter(&bare).map(|c| c[1].to_string()));
+    let unwrap = Regex::new(&format!(r"unwrap\s+(?:[a-z_]+\()?{name}")).expect("regex");
+    read.extend(unwrap.captures_iter(&bare).map(|c| c[1].to_string()));
+    let by = Regex::new(r"by\s*\(([^)]*)\)").expect("regex");
+    for c in by.captures_iter(&bare) {
+        read.extend(
+            c[1].split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty()),
+        );
+    }
+    let json = Regex::new(r"\|\s*json\s+([^|\[]*)").expect("regex");
+    let param = Regex::new(&format!(r"{name}\s*=")).expect("regex");
+    for c in json.captures_iter(&bare) {
+        extracted.extend(param.captures_iter(&c[1]).map(|p| p[1].to_string()));
+    }
+    read.retain(|n| !extracted.contains(n));
+    read
+}
+
+fn is_metric(expr: &str) -> bool {
+    expr.contains("rate(") || expr.contains("_over_time(")
+}
+
+#[test]
+fn the_provisioned_datasource_is_loki_with_the_uid_queries_json_names() {
+    let ds = provisioned_loki();
+    assert_eq!(ds["type"].as_str(), Some("loki"));
+    assert_eq!(
+        ds["uid"].as_str(),
+        Some(support::query("datasource_uid").as_str())
+    );
+    assert_eq!(ds["url"].as_str(), Some("http://loki:3100"));
+    assert_eq!(support::yaml(DATASOURCES)["apiVersion"].as_u64(), Some(1));
+}
+
+#[test]
+fn the_derived_field_turns_request_id_into_the_shared_request_by_id_query() {
+    let ds = provisioned_loki();
+    let fields = ds["jsonData"]["derivedFields"]
+        .as_sequence()
+        .expect("derivedFields is a list");
+    let field = fields
+        .iter()
+        .find(|f| f["matcherType"].as_str() == Some("label"))
+        .expect("a derived field that matches a label (structured metadata) by name");
+    let name = Regex::new(field["matcherRegex"].as_str().expect("matcherRegex")).expect("regex");
+    assert!(name.is_match("request_id"));
+    assert_eq!(
+        field["datasourceUid"].as_str(),
+        ds["uid"].as_str(),
+        "an internal link"
+    );
+    // Provisioning expands $VAR, so the file writes `$$` for a literal `$`.
+    let url = field["url"].as_str().expect("url").replace("$$", "$");
+    assert_eq!(
+        url.replace("${__value.raw}", "${request_id}"),
+        support::query("request_by_id")
+    );
+}
+
+#[test]
+fn the_dashboard_provider_loads_files_and_refuses_ui_edits() {
+    let file = support::yaml(DASHBOARD_PROVIDERS);
+    let providers = file["providers"]
+        .as_sequence()
+        .expect("providers is a list");
+    assert_eq!(providers.len(), 1);
+    let p = &providers[0];
+    assert_eq!(p["type"].as_str(), Some("file"));
+    assert_eq!(p["allowUiUpdates"].as_bool(), Some(false));
+    assert!(p["options"]["path"]
+        .as_str()
+        .is_some_and(|s| s.starts_with('/')));
+}
+
+#[test]
+fn the_dashboard_is_classic_json_titled_tail_latency_lab() {
+    let d = dashboard();
+    assert_eq!(d["title"].as_str(), Some("Tail latency lab"));
+    assert!(d["uid"]
+        .as_str()
+        .is_some_and(|u| !u.is_empty() && u.len() <= 40));
+    assert!(d["schemaVersion"].as_u64().is_some_and(|v| v >= 36));
+    assert!(d["templating"]["list"].is_array());
+    assert!(!panels().is_empty());
+    // Grafana 13's file provisioning refuses the v2 resource model.
+    for v2_key in ["elements", "layout", "spec", "apiVersion", "kind"] {
+        assert!(
+            d.get(v2_key).is_none(),
+            "v2 model key {v2_key:?} in the dashboard"
+        );
+    }
+    let mut ids = BTreeSet::new();
+    for p in panels() {
+        assert!(
+            ids.insert(p["id"].as_u64().expect("panel id")),
+            "duplicate panel id"
+        );
+        assert!(
+            p["gridPos"]["w"].as_u64().is_some(),
+            "{} has a gridPos",
+            p["title"]
+        );
+        assert!(p["title"].as_str().is_some_and(|t| !t.is_empty()));
+    }
+}
+
+#[test]
+fn every_datasource_in_the_dashboard_is_the_provisioned_loki() {
+    fn walk(v: &Json, found: &mut Vec<Json>) {
+        match v {
+            Json::Object(map) => {
+                for (k, child) in map {
+                    if k == "datasource" {
+                        found.push(child.clone());
+                    }
+                    walk(child, found);
+                }
+            }
+            Json::Array(items) => items.iter().for_each(|i| walk(i, found)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    walk(&dashboard(), &mut found);
+    assert!(
+        found.len() >= panels().len() + targets().len(),
+        "every panel and target names one"
+    );
+    let uid = provisioned_loki()["uid"].as_str().expect("uid").to_string();
+    for ds in found {
+        assert_eq!(ds["uid"].as_str(), Some(uid.as_str()), "{ds}");
+        assert_eq!(ds["type"].as_str(), Some("loki"), "{ds}");
+    }
+}
+
+#[test]
+fn every_panel_query_is_non_empty_and_taken_from_queries_json() {
+    let queries = support::queries();
+    let mut used = BTreeSet::new();
+    let targets = targets();
+    assert!(!targets.is_empty());
+    for (title, t) in &targets {
+        let expr = t["expr"].as_str().unwrap_or_default();
+        assert!(!expr.trim().is_empty(), "{title}: empty query");
+        let (name, _) = queries
+            .iter()
+            .find(|(_, q)| q == expr)
+            .unwrap_or_else(|| panic!("{title}: query not in queries.json: {expr}"));
+        used.insert(name.clone());
+        assert!(t["refId"].as_str().is_some(), "{title}: refId");
+    }
+    for (name, _) in &queries {
+        assert!(
+            used.contains(name) || NOT_PANELS.contains(&name.as_str()),
+            "queries.json {name} is used by no panel"
+        );
+    }
+}
+
+#[test]
+fn the_request_id_textbox_shows_every_line_when_empty_and_one_request_when_set() {
+    let d = dashboard();
+    let var = d["templating"]["list"]
+        .as_array()
+        .expect("templating list")
+        .iter()
+        .find(|v| v["name"] == "request_id")
+        .expect("a request_id variable")
+        .clone();
+    assert_eq!(var["type"].as_str(), Some("textbox"));
+    assert_eq!(var["query"].as_str(), Some(""), "empty by default");
+
+    let uses: Vec<String> = targets()
+        .iter()
+        .filter_map(|(_, t)| t["expr"].as_str().map(str::to_string))
+        .filter(|e| e.contains("${request_id}") || e.contains("$request_id"))
+        .collect();
+    assert!(
+        !uses.is_empty(),
+        "a panel is filtered by the request_id variable"
+    );
+    // `| request_id=""` matches only lines WITHOUT request_id: an empty textbox must not
+    // become an exact empty-value filter on request_id.
+    let empty_exact = Regex::new(r#"request_id\s*(==?|=~)\s*"""#).expect("regex");
+    let filters_on_id = Regex::new(r#"request_id\s*(==?|=~)\s*"labcheck-7"#).expect("regex");
+    for expr in uses {
+        let set = |value: &str| {
+            expr.replace("${request_id}", value)
+                .replace("$request_id", value)
+        };
+        assert!(
+            !empty_exact.is_match(&set("")),
+            "unguarded when empty: {expr}"
+        );
+        assert!(
+            filters_on_id.is_match(&set("labcheck-7")),
+            "does not filter when set: {expr}"
+        );
+    }
+}
+
+#[test]
+fn metric_queries_aggregate_so_structured_metadata_never_splits_the_series() {
+    let grouping = Regex::new(r"by\s*\(([^)]*)\)").expect("regex");
+    let self_grouped = Regex::new(r"\]\)\s*by\s*\(").expect("regex");
+    let mut metric = 0;
+    for (name, expr) in support::queries() {
+        if !is_metric(&expr) {
+            continue;
+        }
+        metric += 1;
+        let groups: Vec<String> = grouping
+            .captures_iter(&expr)
+            .map(|c| c[1].to_string())
+            .collect();
+        assert!(!groups.is_empty(), "{name} does not aggregate: {expr}");
+        assert!(
+            groups.iter().all(|g| !g.contains("request_id")),
+            "{name} groups by request_id"
+        );
+        if expr.contains("rate(") || expr.contains("count_over_time(") {
+            assert!(
+                expr.starts_with("sum by ("),
+                "{name}: rates and counts are summed"
+            );
+        } else {
+            // Unwrapped range aggregations group themselves: `quantile_over_time(...) by (x)`.
+            assert!(
+                self_grouped.is_match(&expr),
+                "{name} groups its unwrapped range aggregation"
+            );
+        }
+    }
+    assert!(
+        metric >= 4,
+        "the dashboard's latency, rate and blocking panels"
+    );
+}
+
+#[test]
+fn queries_read_only_labels_and_metadata_that_the_alloy_pipeline_produces() {
+    let config = support::alloy_config();
+    let process = config.only("loki.process");
+    let mut produced: BTreeSet<String> = ["service", "flavor", "instance", "__error__"]
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    produced.extend(pipeline::stage_keys(process, "stage.labels"));
+    produced.extend(pipeline::stage_keys(process, "stage.structured_metadata"));
+    for (name, expr) in support::queries() {
+        if name == "datasource_uid" {
+            continue;
+        }
+        for read in names_read(&expr) {
+            assert!(
+                produced.contains(&read),
+                "{name} reads `{read}`, which the Alloy pipeline never sets: {expr}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_name_reader_sees_selectors_filters_unwrap_and_grouping_but_not_strings() {
+    let names = names_read(
+        r#"sum by (route) (quantile_over_time(0.99, {service=~"a|b"} | json x="a.b" | x!="" | latency_ms!="{id}" | unwrap latency_ms [1m]) by (instance))"#,
+    );
+    let expected: BTreeSet<String> = ["route", "service", "latency_ms", "instance"]
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(names, expected);
+}

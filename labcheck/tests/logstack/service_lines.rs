@@ -1,0 +1,417 @@
+//! The Alloy pipeline against lines written by the real `service` binary.
+//!
+//! The binary is built with the same cargo (a no-op when `cargo test --workspace` already
+//! built it), started on a loopback port chosen by the OS, sent one request per route with
+//! known `x-request-id`s, and its stdout is captured until every request's span has closed.
+//! The lines then go through the model of `deploy/alloy/config.alloy`, whose JSON paths are
+//! read from the file. No fixture: the lines cannot drift from what the service writes.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::pipeline::{self, Entry, Labels, Timestamp};
+use crate::support;
+
+/// One request the capture sends: the path, and the route pattern the access line must name.
+const REQUESTS: &[(&str, &str)] = &[
+    ("/healthz", "/healthz"),
+    ("/api/orders/7", "/api/orders/{id}"),
+    ("/config/sync/app.toml", "/config/sync/{name:.*}"),
+    ("/config/async/app.toml", "/config/async/{name:.*}"),
+    ("/lock/std", "/lock/std"),
+    ("/cpu/inline?ms=20", "/cpu/inline"),
+    ("/no/such/route", "unmatched"),
+];
+
+struct Sent {
+    request_id: String,
+    route: &'static str,
+    status: u16,
+}
+
+struct Capture {
+    sent: Vec<Sent>,
+    lines: Vec<String>,
+}
+
+fn capture() -> &'static Capture {
+    static CAPTURE: OnceLock<Capture> = OnceLock::new();
+    CAPTURE.get_or_init(run_service_and_capture)
+}
+
+/// Kills the service when the capture ends, whichever way it ends.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn service_binary() -> PathBuf {
+    let out = Command::new(env!("CARGO"))
+        .current_dir(support::root())
+        .args(["build", "--quiet", "-p", "service", "--bin", "service"])
+        .args(["--message-format", "json-render-diagnostics"])
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("cargo runs");
+    assert!(out.status.success(), "cargo build -p service failed");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact")
+        .filter_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .next_back()
+        .expect("cargo reports the service executable")
+}
+
+fn run_service_and_capture() -> Capture {
+    let child = Command::new(service_binary())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .env("WORKERS", "2")
+        .env("SLOW_DISK_MS", "50")
+        .env("INSTANCE", "labcheck")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the service starts");
+    let mut running = Running(child);
+    let stdout = running.0.stdout.take().expect("stdout is piped");
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut lines = Vec::new();
+    let addr = loop {
+        let line = recv_before(&rx, deadline, "the `listening` line");
+        let addr = serde_json::from_str::<serde_json::Value>(&line)
+            .ok()
+            .filter(|v| v["fields"]["message"] == "listening")
+            .and_then(|v| v["fields"]["addr"].as_str().map(str::to_string));
+        lines.push(line);
+        if let Some(addr) = addr {
+            break addr;
+        }
+    };
+
+    let run = std::process::id();
+    let sent: Vec<Sent> = REQUESTS
+        .iter()
+        .enumerate()
+        .map(|(i, (path, route))| {
+            let request_id = format!("labcheck-{run}-{i}");
+            let status = get(&addr, path, &request_id);
+            Sent {
+                request_id,
+                route,
+                status,
+            }
+        })
+        .collect();
+
+    // The request span closes last: once every request's close event is in, the capture has
+    // all of that request's lines.
+    let mut open: Vec<&str> = sent.iter().map(|s| s.request_id.as_str()).collect();
+    while !open.is_empty() {
+        let line = recv_before(&rx, deadline, "every request span's close event");
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+            if v["fields"]["message"] == "close" && v["span"]["name"] == "request" {
+                let id = v["span"]["request_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                open.retain(|open_id| *open_id != id);
+            }
+        }
+        lines.push(line);
+    }
+    drop(running);
+    Capture { sent, lines }
+}
+
+fn recv_before(rx: &mpsc::Receiver<String>, deadline: Instant, what: &str) -> String {
+    let left = deadline.saturating_duration_since(Instant::now());
+    rx.recv_timeout(left)
+        .unwrap_or_else(|e| panic!("the service did not write {what} in time: {e}"))
+}
+
+/// A plain HTTP/1.1 GET (the service speaks HTTP/1.1; a client crate would add nothing but a
+/// dependency). Returns the status code.
+fn get(addr: &str, path: &str, request_id: &str) -> u16 {
+    let mut stream = TcpStream::connect(addr).expect("connects to the service");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("read timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nx-request-id: {request_id}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request written");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response read");
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in the response to {path}: {response:?}"))
+}
+
+/// A target as `discovery.docker` would describe an api replica, through the config's rules.
+fn api_container_labels() -> Labels {
+    let config = support::alloy_config();
+    let target = BTreeMap::from([
+        (
+            "__meta_docker_container_id".to_string(),
+            "3f2a9c1b7d4e5f60718293a4b5c6d7e8f9012345678901234567890abcdef12".to_string(),
+        ),
+        (
+            "__meta_docker_container_label_com_docker_compose_service".to_string(),
+            "api".to_string(),
+        ),
+    ]);
+    let relabelled = pipeline::relabel(config.only("discovery.relabel"), target)
+        .expect("an api container is kept");
+    pipeline::entry_labels(&relabelled)
+}
+
+fn ship(line: &str) -> Option<Entry> {
+    let config = support::alloy_config();
+    pipeline::process(config.only("loki.process"), api_container_labels(), line)
+}
+
+fn parsed(line: &str) -> Option<serde_json::Value> {
+    serde_json::from_str(line).ok()
+}
+
+#[test]
+fn the_alloy_json_paths_find_request_id_level_latency_and_route_in_real_access_lines() {
+    let capture = capture();
+    for sent in &capture.sent {
+        // Found independently of the pipeline: the access event of this request.
+        let access = capture
+            .lines
+            .iter()
+            .find(|l| {
+                parsed(l).is_some_and(|v| {
+                    v["fields"]["message"] == "request finished"
+                        && l.contains(&format!("\"{}\"", sent.request_id))
+                })
+            })
+            .unwrap_or_else(|| panic!("no access line for {}", sent.request_id));
+        let entry = ship(access).expect("the access line is shipped");
+        let sm = &entry.structured_metadata;
+        assert_eq!(sm.get("request_id"), Some(&sent.request_id), "{access}");
+        assert_eq!(
+            entry.labels.get("level").map(String::as_str),
+            Some("INFO"),
+            "{access}"
+        );
+        assert_eq!(
+            sm.get("route").map(String::as_str),
+            Some(sent.route),
+            "{access}"
+        );
+        assert_eq!(sm.get("status"), Some(&sent.status.to_string()), "{access}");
+        let latency: f64 = sm
+            .get("latency_ms")
+            .unwrap_or_else(|| panic!("no latency_ms from {access}"))
+            .parse()
+            .expect("latency_ms is a number Loki can unwrap");
+        assert!(latency > 0.0, "latency_ms {latency} in {access}");
+        assert!(
+            matches!(entry.timestamp, Timestamp::FromLine(_)),
+            "the entry keeps the line's own timestamp: {access}"
+        );
+    }
+}
+
+#[test]
+fn every_line_of_a_request_carries_its_request_id_as_structured_metadata_not_a_label() {
+    let capture = capture();
+    for sent in &capture.sent {
+        let quoted = format!("\"{}\"", sent.request_id);
+        let lines: Vec<&String> = capture
+            .lines
+            .iter()
+            .filter(|l| l.contains(&quoted))
+            .collect();
+        assert!(
+            lines.len() >= 2,
+            "{}: access and close lines at least",
+            sent.request_id
+        );
+        for line in lines {
+            let entry = ship(line).expect("a request's line is shipped");
+            assert_eq!(
+                entry.structured_metadata.get("request_id"),
+                Some(&sent.request_id),
+                "{line}"
+            );
+            assert!(!entry.labels.contains_key("request_id"), "{line}");
+        }
+    }
+}
+
+#[test]
+fn every_json_line_gets_only_the_contract_labels_with_its_level_and_own_timestamp() {
+    let capture = capture();
+    let json_lines: Vec<&String> = capture
+        .lines
+        .iter()
+        .filter(|l| parsed(l).is_some())
+        .collect();
+    assert!(
+        json_lines.len() > capture.sent.len() * 2,
+        "the capture has the lines"
+    );
+    for line in json_lines {
+        let entry = ship(line).expect("a JSON line is shipped");
+        let names: Vec<&str> = entry.labels.keys().map(String::as_str).collect();
+        assert_eq!(names, ["flavor", "instance", "level", "service"], "{line}");
+        let level = parsed(line).expect("JSON")["level"]
+            .as_str()
+            .map(str::to_string);
+        assert_eq!(entry.labels.get("level"), level.as_ref(), "{line}");
+        assert!(matches!(entry.timestamp, Timestamp::FromLine(_)), "{line}");
+    }
+}
+
+#[test]
+fn a_line_outside_any_request_ships_without_request_id() {
+    let capture = capture();
+    let listening = capture
+        .lines
+        .iter()
+        .find(|l| parsed(l).is_some_and(|v| v["fields"]["message"] == "listening"))
+        .expect("the listening line was captured");
+    let entry = ship(listening).expect("shipped");
+    assert!(entry.structured_metadata.is_empty(), "{listening}");
+    assert_eq!(entry.labels.get("level").map(String::as_str), Some("INFO"));
+}
+
+#[test]
+fn a_line_that_is_not_json_still_ships_unlabelled_by_the_json_stage() {
+    let container = api_container_labels();
+    for line in [
+        "thread 'actix-rt|system:0|arbiter:1' panicked at service/src/routes/cpu.rs:40:9:",
+        "note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace",
+        "plain print from a library",
+        "{\"truncated\": ",
+        "42",
+    ] {
+        let entry = ship(line).unwrap_or_else(|| panic!("dropped: {line:?}"));
+        assert_eq!(entry.line, line, "the line is shipped unchanged");
+        assert_eq!(
+            entry.labels, container,
+            "only the container's labels: {line:?}"
+        );
+        assert!(entry.structured_metadata.is_empty(), "{line:?}");
+        assert_eq!(
+            entry.timestamp,
+            Timestamp::Source,
+            "Docker's timestamp: {line:?}"
+        );
+    }
+}
+
+#[test]
+fn relabelling_names_service_flavor_and_instance_and_keeps_only_the_lab_services() {
+    let config = support::alloy_config();
+    let rules = config.only("discovery.relabel");
+    let id = "9b1e2c3d4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c";
+    let target = |service: &str| {
+        BTreeMap::from([
+            ("__meta_docker_container_id".to_string(), id.to_string()),
+            (
+                "__meta_docker_container_label_com_docker_compose_service".to_string(),
+                service.to_string(),
+            ),
+        ])
+    };
+    for (service, flavor) in [
+        ("api", Some("release")),
+        ("canary", Some("canary")),
+        ("loadgen", None),
+    ] {
+        let labels = pipeline::entry_labels(
+            &pipeline::relabel(rules, target(service))
+                .unwrap_or_else(|| panic!("{service} dropped")),
+        );
+        assert_eq!(labels.get("service").map(String::as_str), Some(service));
+        assert_eq!(
+            labels.get("flavor").map(String::as_str),
+            flavor,
+            "{service}"
+        );
+        // Docker's default hostname: the first 12 characters of the container id.
+        assert_eq!(labels.get("instance").map(String::as_str), Some(&id[..12]));
+    }
+    for other in ["loki", "alloy", "grafana", "profiler", ""] {
+        assert!(
+            pipeline::relabel(rules, target(other)).is_none(),
+            "{other:?} is shipped"
+        );
+    }
+}
+
+#[test]
+fn the_sources_feed_the_pipeline_and_the_pipeline_feeds_loki() {
+    let config = support::alloy_config();
+    let source = config.only("loki.source.docker");
+    let process = config.only("loki.process");
+    let write = config.only("loki.write");
+    let expect_ref = |block: &crate::alloy::Block, attr: &str, expected: String| {
+        let refs: Vec<String> = block
+            .attr(attr)
+            .and_then(crate::alloy::Value::as_list)
+            .map(|l| l.iter().map(|v| format!("{v:?}")).collect())
+            .unwrap_or_default();
+        assert_eq!(refs, [format!("{:?}", crate::alloy::Value::Ref(expected))]);
+    };
+    expect_ref(
+        source,
+        "forward_to",
+        format!(
+            "loki.process.{}.receiver",
+            process.label.as_deref().unwrap_or_default()
+        ),
+    );
+    expect_ref(
+        process,
+        "forward_to",
+        format!(
+            "loki.write.{}.receiver",
+            write.label.as_deref().unwrap_or_default()
+        ),
+    );
+    assert_eq!(
+        source.attr("targets"),
+        Some(&crate::alloy::Value::Ref(format!(
+            "discovery.relabel.{}.output",
+            config
+                .only("discovery.relabel")
+                .label
+                .as_deref()
+                .unwrap_or_default()
+        )))
+    );
+}

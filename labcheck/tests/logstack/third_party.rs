@@ -1,0 +1,110 @@
+//! The Loki and Alloy configs: the upstream version each was written for (the one compose
+//! pins), and the settings the lab depends on.
+
+use regex::Regex;
+
+use crate::alloy::Value;
+use crate::support::{self, ALLOY_CONFIG, LOKI_CONFIG};
+
+/// The tag compose pins for `grafana/<name>`, from whichever compose file defines it.
+fn pinned_tag(name: &str) -> String {
+    let image = Regex::new(&format!(r"image:\s*grafana/{name}:([^\s@]+)")).expect("regex");
+    ["docker-compose.yml", "deploy/logstack/services.yml"]
+        .into_iter()
+        .filter(|f| support::root().join(f).exists())
+        .find_map(|f| image.captures(&support::read(f)).map(|c| c[1].to_string()))
+        .unwrap_or_else(|| panic!("no compose file pins grafana/{name}"))
+}
+
+/// The version a config's header says it was written for.
+fn stated_version(file: &str, name: &str, pattern: &str) -> String {
+    let header: String = support::read(file)
+        .lines()
+        .take_while(|l| l.starts_with('#') || l.starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let re = Regex::new(&format!(r"[Ww]ritten for grafana/{name} ({pattern})")).expect("regex");
+    re.captures(&header)
+        .map(|c| c[1].to_string())
+        .unwrap_or_else(|| panic!("{file} does not state the upstream version in its header"))
+}
+
+#[test]
+fn the_loki_config_states_the_upstream_version_compose_pins() {
+    let stated = stated_version(LOKI_CONFIG, "loki", r"\d+\.\d+\.\d+");
+    assert!(stated.starts_with("3."), "Loki 3.x");
+    assert_eq!(stated, pinned_tag("loki"));
+}
+
+#[test]
+fn the_alloy_config_states_the_upstream_version_compose_pins() {
+    let stated = stated_version(ALLOY_CONFIG, "alloy", r"v\d+\.\d+\.\d+");
+    assert_eq!(stated, pinned_tag("alloy"));
+}
+
+#[test]
+fn loki_stores_structured_metadata_with_tsdb_v13_offline_and_with_raised_limits() {
+    let cfg = support::yaml(LOKI_CONFIG);
+    assert_eq!(cfg["auth_enabled"].as_bool(), Some(false));
+    let schemas = cfg["schema_config"]["configs"]
+        .as_sequence()
+        .expect("schema configs");
+    let current = schemas.last().expect("a schema");
+    assert_eq!(current["store"].as_str(), Some("tsdb"));
+    assert_eq!(current["schema"].as_str(), Some("v13"));
+    assert_eq!(current["object_store"].as_str(), Some("filesystem"));
+    let limits = &cfg["limits_config"];
+    assert_eq!(limits["allow_structured_metadata"].as_bool(), Some(true));
+    assert!(
+        limits["ingestion_rate_mb"]
+            .as_f64()
+            .is_some_and(|r| r > 4.0),
+        "above the default 4"
+    );
+    assert!(limits["ingestion_burst_size_mb"]
+        .as_f64()
+        .is_some_and(|b| b > 6.0));
+    assert_eq!(cfg["analytics"]["reporting_enabled"].as_bool(), Some(false));
+    let prefix = cfg["common"]["path_prefix"].as_str().expect("path_prefix");
+    for dir in ["chunks_directory", "rules_directory"] {
+        let d = cfg["common"]["storage"]["filesystem"][dir]
+            .as_str()
+            .expect(dir);
+        assert!(
+            d.starts_with(prefix),
+            "{dir} {d} is outside the volume at {prefix}"
+        );
+    }
+}
+
+#[test]
+fn alloy_pushes_to_the_loki_service_on_the_port_loki_listens_on() {
+    let port = support::yaml(LOKI_CONFIG)["server"]["http_listen_port"]
+        .as_u64()
+        .expect("http_listen_port");
+    let config = support::alloy_config();
+    let endpoint = config.only("loki.write").only("endpoint");
+    assert_eq!(
+        endpoint.attr("url"),
+        Some(&Value::Str(format!("http://loki:{port}/loki/api/v1/push")))
+    );
+}
+
+#[test]
+fn alloy_never_drops_lines_for_failing_to_parse_them() {
+    let config = support::alloy_config();
+    let process = config.only("loki.process");
+    for stage in &process.blocks {
+        assert!(
+            !matches!(stage.attr("drop_malformed"), Some(Value::Bool(true))),
+            "{} drops malformed lines",
+            stage.name
+        );
+        assert!(
+            !["stage.drop", "stage.match", "stage.limit", "stage.sampling"]
+                .contains(&stage.name.as_str()),
+            "{} can drop lines; the lab ships every line",
+            stage.name
+        );
+    }
+}
