@@ -12,7 +12,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use hyper::header::HeaderValue;
+use hyper::{header::HeaderValue, Uri};
 use tokio::{task::JoinSet, time::Instant};
 use uuid::Uuid;
 
@@ -22,9 +22,9 @@ use crate::{
     progress::{self, Counters},
     record::{LaneRecorder, Sample},
     report::{self, Gates, Mode, Report, RoundInfo},
-    scenario::Scenario,
+    scenario::{Route, Scenario},
     schedule::{Pacing, Schedule},
-    send::{Client, ErrorKind},
+    send::{Client, ErrorKind, Outcome},
     target::{self, Endpoint, ResolveOverride, Target},
 };
 
@@ -217,14 +217,33 @@ struct Worker {
 /// The one worker loop: claim → send → record, until the schedule runs out.
 async fn worker(mut w: Worker) {
     let mut buf = Uuid::encode_buffer();
+    // URIs of the routes whose path never changes, parsed once per worker.
+    let fixed: Vec<Option<Uri>> = Route::ALL
+        .iter()
+        .map(|r| {
+            (!r.varies_per_request())
+                .then(|| w.client.uri(&r.path(0, &w.scenario.params)))
+                .flatten()
+        })
+        .collect();
     while let Some(ticket) = w.schedule.next().await {
         let route = w.scenario.mix.pick(ticket.seq);
-        let path = route.path(ticket.seq, &w.scenario.params);
+        let uri = match &fixed[route.index()] {
+            Some(uri) => Some(uri.clone()),
+            None => w.client.uri(&route.path(ticket.seq, &w.scenario.params)),
+        };
         let request_id = Uuid::now_v7();
         let header = HeaderValue::from_str(request_id.hyphenated().encode_lower(&mut buf))
             .expect("a UUID is a valid header value");
         let sent = Instant::now();
-        let outcome = w.client.get(&path, &header).await;
+        let outcome = match uri {
+            Some(uri) => w.client.get(uri, &header).await,
+            None => Outcome {
+                status: None,
+                error: Some(ErrorKind::Io),
+                id_echoed: false,
+            },
+        };
         let done = Instant::now();
         let sample = Sample {
             route,

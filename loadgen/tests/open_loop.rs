@@ -138,6 +138,7 @@ async fn a_target_that_dies_mid_run_counts_errors_and_the_run_goes_on() {
         dead.errors,
         dead.errors_by_kind.connect + dead.errors_by_kind.io + dead.errors_by_kind.timeout
     );
+    assert_eq!(dead.errors_by_kind.timeout, 0, "{dead:?}");
     assert_eq!(alive.errors, 0);
     assert_eq!(alive.requests, 150);
     assert_eq!(survivor.requests(), 150);
