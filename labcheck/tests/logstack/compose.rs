@@ -7,34 +7,18 @@ use serde_yaml::Value as Yaml;
 use crate::support;
 
 const COMPOSE: &str = "docker-compose.yml";
-/// Where the log stack's services wait until docker-compose.yml exists.
-const STAGED: &str = "deploy/logstack/services.yml";
 
-fn exists(rel: &str) -> bool {
-    support::root().join(rel).exists()
+fn compose() -> Yaml {
+    support::yaml(COMPOSE)
 }
 
-/// Every compose file in the repository that defines services.
+/// The one compose file, as a list for the checks that apply to every compose file.
 fn compose_files() -> Vec<(&'static str, Yaml)> {
-    [COMPOSE, STAGED]
-        .into_iter()
-        .filter(|f| exists(f))
-        .map(|f| (f, support::yaml(f)))
-        .collect()
+    vec![(COMPOSE, compose())]
 }
 
-/// The file that defines the log stack: docker-compose.yml once merged.
 fn logstack() -> (&'static str, Yaml) {
-    let mut holders: Vec<(&'static str, Yaml)> = compose_files()
-        .into_iter()
-        .filter(|(_, y)| !y["services"]["loki"].is_null())
-        .collect();
-    assert_eq!(
-        holders.len(),
-        1,
-        "the loki, alloy and grafana services are defined in exactly one of {COMPOSE}, {STAGED}"
-    );
-    holders.remove(0)
+    (COMPOSE, compose())
 }
 
 fn service(name: &str) -> Yaml {
@@ -125,8 +109,13 @@ fn every_published_port_binds_loopback() {
 
 #[test]
 fn the_log_stack_publishes_its_documented_ports_on_loopback() {
+    // `${VAR:-3000}` publishes 3000 unless the user's .env says otherwise.
+    let default = regex::Regex::new(r"\$\{[A-Z_]+:-([0-9]+)\}").expect("regex");
     for (name, port) in [("loki", "3100"), ("alloy", "12345"), ("grafana", "3000")] {
-        let ports = strings(&service(name)["ports"]);
+        let ports: Vec<String> = strings(&service(name)["ports"])
+            .iter()
+            .map(|p| default.replace_all(p, "$1").into_owned())
+            .collect();
         assert_eq!(ports, [format!("127.0.0.1:{port}:{port}")], "{name}");
     }
 }
@@ -261,5 +250,17 @@ fn app_containers_never_wait_for_the_log_stack() {
             let listed = deps.get(stack).is_some() || strings(deps).iter().any(|d| d == stack);
             assert!(!listed, "{name} depends on {stack}");
         }
+    }
+}
+
+#[test]
+fn the_app_services_carry_the_flavor_label_alloy_turns_into_flavor() {
+    let y = compose();
+    for (svc, flavor) in [("api", "release"), ("canary", "canary")] {
+        assert_eq!(
+            y["services"][svc]["labels"]["lab.flavor"].as_str(),
+            Some(flavor),
+            "{svc}: deploy/alloy/config.alloy reads lab.flavor"
+        );
     }
 }

@@ -187,6 +187,10 @@ fn api_container_labels() -> Labels {
             "__meta_docker_container_label_com_docker_compose_service".to_string(),
             "api".to_string(),
         ),
+        (
+            "__meta_docker_container_label_lab_flavor".to_string(),
+            "release".to_string(),
+        ),
     ]);
     let relabelled = pipeline::relabel(config.only("discovery.relabel"), target)
         .expect("an api container is kept");
@@ -338,36 +342,51 @@ fn relabelling_names_service_flavor_and_instance_and_keeps_only_the_lab_services
     let config = support::alloy_config();
     let rules = config.only("discovery.relabel");
     let id = "9b1e2c3d4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c";
-    let target = |service: &str| {
-        BTreeMap::from([
+    // As discovery.docker describes a container of docker-compose.yml: its compose service
+    // and the `lab.flavor` label the compose file sets (dots become underscores).
+    let target = |service: &str, lab_flavor: Option<&str>| {
+        let mut t = BTreeMap::from([
             ("__meta_docker_container_id".to_string(), id.to_string()),
             (
                 "__meta_docker_container_label_com_docker_compose_service".to_string(),
                 service.to_string(),
             ),
-        ])
+        ]);
+        if let Some(f) = lab_flavor {
+            t.insert(
+                "__meta_docker_container_label_lab_flavor".to_string(),
+                f.to_string(),
+            );
+        }
+        t
     };
-    for (service, flavor) in [
-        ("api", Some("release")),
-        ("canary", Some("canary")),
-        ("loadgen", None),
+    for (service, lab_flavor, flavor) in [
+        ("api", Some("release"), Some("release")),
+        ("canary", Some("canary"), Some("canary")),
+        ("loadgen", Some("none"), None),
+        ("api", None, None),
     ] {
         let labels = pipeline::entry_labels(
-            &pipeline::relabel(rules, target(service))
+            &pipeline::relabel(rules, target(service, lab_flavor))
                 .unwrap_or_else(|| panic!("{service} dropped")),
         );
         assert_eq!(labels.get("service").map(String::as_str), Some(service));
         assert_eq!(
             labels.get("flavor").map(String::as_str),
             flavor,
-            "{service}"
+            "{service} {lab_flavor:?}"
         );
         // Docker's default hostname: the first 12 characters of the container id.
         assert_eq!(labels.get("instance").map(String::as_str), Some(&id[..12]));
+        assert_eq!(
+            labels.len(),
+            2 + usize::from(flavor.is_some()),
+            "{labels:?}"
+        );
     }
     for other in ["loki", "alloy", "grafana", "profiler", ""] {
         assert!(
-            pipeline::relabel(rules, target(other)).is_none(),
+            pipeline::relabel(rules, target(other, None)).is_none(),
             "{other:?} is shipped"
         );
     }

@@ -6,14 +6,13 @@ use regex::Regex;
 use crate::alloy::Value;
 use crate::support::{self, ALLOY_CONFIG, LOKI_CONFIG};
 
-/// The tag compose pins for `grafana/<name>`, from whichever compose file defines it.
+/// The tag docker-compose.yml pins for `grafana/<name>`.
 fn pinned_tag(name: &str) -> String {
     let image = Regex::new(&format!(r"image:\s*grafana/{name}:([^\s@]+)")).expect("regex");
-    ["docker-compose.yml", "deploy/logstack/services.yml"]
-        .into_iter()
-        .filter(|f| support::root().join(f).exists())
-        .find_map(|f| image.captures(&support::read(f)).map(|c| c[1].to_string()))
-        .unwrap_or_else(|| panic!("no compose file pins grafana/{name}"))
+    image
+        .captures(&support::read("docker-compose.yml"))
+        .map(|c| c[1].to_string())
+        .unwrap_or_else(|| panic!("docker-compose.yml does not pin grafana/{name}"))
 }
 
 /// The version a config's header says it was written for.
