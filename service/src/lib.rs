@@ -7,6 +7,8 @@
 //! reproduces, and these modules are the parts that show it.
 
 pub mod config;
+#[cfg(feature = "console")]
+pub mod console;
 pub mod errors;
 pub mod healthcheck;
 pub mod request_id;

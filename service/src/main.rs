@@ -31,7 +31,7 @@ fn main() -> ExitCode {
         Err(err) => return fail(&format!("error: {err:#}")),
     };
     let served = actix_web::rt::System::new().block_on(async {
-        let app = Application::build(&settings)?;
+        let app = Application::build(&settings, telemetry.console_addr)?;
         app.run_until_stopped().await
     });
     drop(telemetry); // flushes every buffered log line before the process exits

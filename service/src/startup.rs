@@ -32,7 +32,11 @@ pub struct Application {
 
 impl Application {
     /// Binds `LISTEN_ADDR` and builds the server with every route and middleware.
-    pub fn build(settings: &Settings) -> anyhow::Result<Self> {
+    /// `console_addr` is where the canary's tokio-console endpoint listens, for the start-up line.
+    pub fn build(
+        settings: &Settings,
+        console_addr: Option<std::net::SocketAddr>,
+    ) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(settings.listen_addr)
             .with_context(|| format!("cannot listen on {}", settings.listen_addr))?;
         let local_addr = listener.local_addr()?;
@@ -44,6 +48,7 @@ impl Application {
             flavor = Flavor::current().as_str(),
             instance = state.instance,
             version = env!("CARGO_PKG_VERSION"),
+            console_addr = console_addr.map(tracing::field::display),
             "listening"
         );
         let server = HttpServer::new(move || {

@@ -8,6 +8,9 @@
 //! - Writers are tracing-appender's non-blocking ones in **lossless** mode: when the queue is
 //!   full the logging thread waits rather than dropping lines. Stdout always; rolling JSON
 //!   files (daily, 7 kept) when `LOG_DIR` is set.
+//! - The canary (cargo feature `console`) adds console-subscriber's layer to the same registry
+//!   with `spawn()` (never `init()`, which would install a second global subscriber); see
+//!   [`crate::console`] for its settings.
 //! - The returned [`TelemetryGuard`] flushes the writers when dropped; `main` keeps it alive
 //!   until the server has fully stopped.
 
@@ -34,6 +37,8 @@ pub const MAX_LOG_FILES: usize = 7;
 #[must_use = "dropping the guard stops the log writers"]
 pub struct TelemetryGuard {
     _writers: Vec<WorkerGuard>,
+    /// Where tokio-console can attach (canary builds only).
+    pub console_addr: Option<std::net::SocketAddr>,
 }
 
 /// Why telemetry could not start.
@@ -48,6 +53,9 @@ pub enum TelemetryError {
     },
     #[error("a global tracing subscriber is already installed")]
     AlreadyInstalled,
+    #[cfg(feature = "console")]
+    #[error(transparent)]
+    Console(#[from] crate::console::ConsoleError),
 }
 
 /// Installs the global subscriber described in the module doc.
@@ -67,7 +75,8 @@ pub fn init(settings: &Settings) -> Result<TelemetryGuard, TelemetryError> {
         None => None,
     };
 
-    let mut layers: Vec<BoxedLayer> = Vec::new();
+    let (console, console_addr) = console_layer()?;
+    let mut layers: Vec<BoxedLayer> = console.into_iter().collect();
     match (settings.log_format, file) {
         (LogFormat::Json, None) => layers.push(json_layer(stdout, &settings.rust_log)?),
         (LogFormat::Json, Some(file)) => {
@@ -84,7 +93,28 @@ pub fn init(settings: &Settings) -> Result<TelemetryGuard, TelemetryError> {
         .with(layers)
         .try_init()
         .map_err(|_| TelemetryError::AlreadyInstalled)?;
-    Ok(TelemetryGuard { _writers: guards })
+    Ok(TelemetryGuard {
+        _writers: guards,
+        console_addr,
+    })
+}
+
+/// The canary's console layer and the address it serves on. It carries console-subscriber's
+/// own filter (tokio's `runtime.*` spans only), untouched by `RUST_LOG`.
+#[cfg(feature = "console")]
+fn console_layer() -> Result<(Option<BoxedLayer>, Option<std::net::SocketAddr>), TelemetryError> {
+    let settings = crate::console::ConsoleSettings::from_env()?;
+    settings.probe_bind()?;
+    let layer = console_subscriber::ConsoleLayer::builder()
+        .with_default_env()
+        .spawn();
+    Ok((Some(layer.boxed()), Some(settings.bind)))
+}
+
+/// Release builds have no console layer.
+#[cfg(not(feature = "console"))]
+fn console_layer() -> Result<(Option<BoxedLayer>, Option<std::net::SocketAddr>), TelemetryError> {
+    Ok((None, None))
 }
 
 /// JSON lines: event fields under `fields`, the current span under `span`, the span list

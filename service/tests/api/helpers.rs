@@ -51,6 +51,8 @@ pub async fn spawn_app(extra: &[(&str, &str)]) -> TestApp {
         .env("DEPENDENCY_MS", "1")
         .env("RUST_LOG", "info")
         .env("INSTANCE", "test")
+        // Canary builds open a console port: give each app its own.
+        .env("TOKIO_CONSOLE_BIND", format!("127.0.0.1:{}", free_port()))
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     for (key, value) in extra {
@@ -228,4 +230,13 @@ pub fn header<'a>(response: &'a str, name: &str) -> Option<&'a str> {
 /// A request id unique to this test run.
 pub fn fresh_id(tag: &str) -> String {
     format!("{tag}-{}", uuid::Uuid::now_v7().simple())
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

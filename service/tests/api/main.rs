@@ -3,6 +3,7 @@
 
 mod blocking;
 mod config_names;
+mod console;
 mod health;
 mod helpers;
 mod logs;
