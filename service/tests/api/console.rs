@@ -104,13 +104,12 @@ mod grpc {
         idle: Duration,
     }
 
-    fn to_time(ts: &Option<prost_types::Timestamp>) -> Option<SystemTime> {
-        ts.clone().and_then(|t| SystemTime::try_from(t).ok())
+    fn to_time(ts: Option<prost_types::Timestamp>) -> Option<SystemTime> {
+        ts.and_then(|t| SystemTime::try_from(t).ok())
     }
 
-    fn to_duration(d: &Option<prost_types::Duration>) -> Duration {
-        d.clone()
-            .and_then(|d| Duration::try_from(d).ok())
+    fn to_duration(d: Option<prost_types::Duration>) -> Duration {
+        d.and_then(|d| Duration::try_from(d).ok())
             .unwrap_or_default()
     }
 
@@ -128,22 +127,22 @@ mod grpc {
                 _ => None,
             })
             .unwrap_or_default();
-        let poll = stats.poll_stats.clone().unwrap_or_default();
-        let mut busy = to_duration(&poll.busy_time);
-        let started = to_time(&poll.last_poll_started);
-        let ended = to_time(&poll.last_poll_ended);
+        let poll = stats.poll_stats.unwrap_or_default();
+        let mut busy = to_duration(poll.busy_time);
+        let started = to_time(poll.last_poll_started);
+        let ended = to_time(poll.last_poll_ended);
         if let Some(started) = started {
             if ended.is_none_or(|ended| started > ended) {
                 busy += now.duration_since(started).unwrap_or_default();
             }
         }
-        let end = to_time(&stats.dropped_at).unwrap_or(now);
-        let total = to_time(&stats.created_at)
+        let end = to_time(stats.dropped_at).unwrap_or(now);
+        let total = to_time(stats.created_at)
             .and_then(|c| end.duration_since(c).ok())
             .unwrap_or_default();
         let idle = total
             .saturating_sub(busy)
-            .saturating_sub(to_duration(&stats.scheduled_time));
+            .saturating_sub(to_duration(stats.scheduled_time));
         Row {
             id: task.id.as_ref().map_or(0, |i| i.id),
             location,
@@ -202,7 +201,7 @@ mod grpc {
                 let update = message
                     .expect("update stream failed")
                     .expect("update stream ended");
-                now = to_time(&update.now).unwrap_or(now);
+                now = to_time(update.now).unwrap_or(now);
                 if let Some(task_update) = update.task_update {
                     for task in task_update.new_tasks {
                         tasks.insert(task.id.as_ref().map_or(0, |i| i.id), task);
