@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""A real gRPC call to a tokio-console endpoint, with nothing but the standard library.
+
+Opens HTTP/2 (prior knowledge, as gRPC does without TLS), calls
+`rs.tokio.console.instrument.Instrument/WatchUpdates` with an empty request, and reads the
+stream until the first update mentions a tokio task span (`runtime.spawn`). Such spans exist
+only when the service was built with `--cfg tokio_unstable`, so success proves both that the
+console answers and that the flag really reached the build.
+
+Usage: console_probe.py HOST:PORT [TIMEOUT_S]. Exit 0 on success, 1 with one line otherwise.
+No HPACK decoding is needed: a hyper/h2 server sends `:status 200` as the static-table byte
+0x88, and everything else checked is in DATA frames.
+"""
+import socket
+import struct
+import sys
+import time
+
+METHOD = b"/rs.tokio.console.instrument.Instrument/WatchUpdates"
+MARKER = b"runtime.spawn"
+
+
+def frame(ftype, flags, stream, payload=b""):
+    return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + struct.pack(">I", stream) + payload
+
+
+def literal(name, value):
+    # Literal header field without indexing, new name, no Huffman coding.
+    return b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
+
+
+def main():
+    target = sys.argv[1]
+    timeout = float(sys.argv[2]) if len(sys.argv) > 2 else 10.0
+    host, port = target.rsplit(":", 1)
+    deadline = time.monotonic() + timeout
+    try:
+        sock = socket.create_connection((host, int(port)), timeout=timeout)
+    except OSError as err:
+        return fail(f"cannot connect to {target}: {err}")
+    big = 2**31 - 1
+    headers = (
+        b"\x83"  # :method POST
+        + b"\x86"  # :scheme http
+        + b"\x04" + bytes([len(METHOD)]) + METHOD  # :path, indexed name
+        + b"\x01" + bytes([len(target)]) + target.encode()  # :authority, indexed name
+        + literal(b"content-type", b"application/grpc")
+        + literal(b"te", b"trailers")
+    )
+    sock.sendall(
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+        + frame(0x4, 0, 0, struct.pack(">HI", 0x4, big))  # SETTINGS_INITIAL_WINDOW_SIZE
+        + frame(0x8, 0, 0, struct.pack(">I", big - 65535))  # connection WINDOW_UPDATE
+        + frame(0x1, 0x4, 1, headers)  # HEADERS, END_HEADERS
+        + frame(0x0, 0x1, 1, b"\x00\x00\x00\x00\x00")  # empty InstrumentRequest, END_STREAM
+    )
+    buf, data, status_ok = b"", b"", False
+    while time.monotonic() < deadline:
+        sock.settimeout(max(0.1, deadline - time.monotonic()))
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            break
+        if not chunk:
+            break
+        buf += chunk
+        while len(buf) >= 9:
+            length = int.from_bytes(buf[:3], "big")
+            if len(buf) < 9 + length:
+                break
+            ftype, flags = buf[3], buf[4]
+            stream = int.from_bytes(buf[5:9], "big") & 0x7FFFFFFF
+            payload, buf = buf[9 : 9 + length], buf[9 + length :]
+            if ftype == 0x4 and not flags & 0x1:  # peer SETTINGS: acknowledge
+                sock.sendall(frame(0x4, 0x1, 0))
+            elif ftype == 0x1 and stream == 1 and not status_ok:
+                if not payload.startswith(b"\x88"):
+                    return fail(f"{target}: response headers are not ':status 200'")
+                status_ok = True
+            elif ftype == 0x0 and stream == 1:
+                data += payload
+                if MARKER in data:
+                    print(f"console at {target}: gRPC WatchUpdates answered, "
+                          f"{len(data)} bytes of updates with tokio task spans")
+                    return 0
+            elif ftype == 0x3 and stream == 1:
+                return fail(f"{target}: stream reset (code {int.from_bytes(payload[:4], 'big')})")
+            elif ftype == 0x7:
+                return fail(f"{target}: server sent GOAWAY")
+    if not status_ok:
+        return fail(f"{target}: no gRPC response within {timeout:.0f} s")
+    return fail(f"{target}: gRPC answered but no task spans in {len(data)} bytes "
+                "(built without --cfg tokio_unstable?)")
+
+
+def fail(message):
+    print(message, file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# Container checks (issue 5): builds the same Dockerfiles and compose file a user runs, starts
+# the api fleet and the canary as real containers, drives them with the loadgen container and
+# asserts what the lab promises. Stops and removes everything it started, also on failure.
+#
+#   bash deploy/ci/containers.sh
+#
+# Needs root on a Debian bookworm machine; docker-up.sh installs and starts what is missing.
+# Knobs (environment): CANARY_HTTP_PORT / CONSOLE_PORT (host ports, default 8080 / 6669),
+# CI_LOAD_DURATION (default 20s), CI_BASELINE_DURATION (default 10s).
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+cd "$repo"
+
+project=taillab-ci         # never touches a lab a person is running under the default name
+bad_project=taillab-ci-badinput
+out="$repo/out/ci"
+console_port="${CONSOLE_PORT:-6669}"
+http_port="${CANARY_HTTP_PORT:-8080}"
+load_duration="${CI_LOAD_DURATION:-20s}"
+baseline_duration="${CI_BASELINE_DURATION:-10s}"
+export CONSOLE_PORT="$console_port" CANARY_HTTP_PORT="$http_port"
+
+t0=$SECONDS
+step() { printf '\n[containers] %s (t=%ss)\n' "$*" "$((SECONDS - t0))"; }
+fail() { printf '[containers] FAIL: %s\n' "$*" >&2; exit 1; }
+compose() { docker compose -p "$project" "$@"; }
+
+cleanup() {
+  local rc=$?
+  if [ "$rc" != 0 ] && docker info >/dev/null 2>&1; then
+    echo "[containers] failed (exit $rc); last log lines:" >&2
+    compose logs --tail 20 --no-color >&2 2>/dev/null || true
+  fi
+  if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
+    compose down -v --remove-orphans >/dev/null 2>&1 || true
+    docker compose -p "$bad_project" down -v --remove-orphans >/dev/null 2>&1 || true
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+
+step "engine, Compose v2 and base images"
+bash "$here/docker-up.sh"
+
+step "static checks: compose file, defaults when .env lacks a value"
+compose config -q
+defaults="$(env -u API_REPLICAS -u SLOW_DISK_MS -u LOADGEN_RATE -u LOADGEN_MIX \
+  docker compose -p "$project" --env-file /dev/null config --format json)"
+python3 - "$defaults" <<'PY'
+import json, sys
+c = json.loads(sys.argv[1])["services"]
+got = (c["api"]["deploy"]["replicas"], c["api"]["environment"]["SLOW_DISK_MS"],
+       c["loadgen"]["environment"]["LOADGEN_RATE"], c["loadgen"]["environment"]["LOADGEN_MIX"])
+want = (3, "300", "200", "orders=99,config_sync=1")
+assert got == want, f"defaults without .env: {got}, expected {want}"
+for name, svc in c.items():
+    for p in svc.get("ports", []):
+        assert p.get("host_ip") == "127.0.0.1", f"{name} publishes {p} beyond loopback"
+print("ok: defaults apply without .env; every published port binds 127.0.0.1")
+PY
+
+step "docker compose build"
+build_start=$SECONDS
+compose build api canary loadgen
+echo "build: $((SECONDS - build_start)) s"
+docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' 'taillab/*'
+
+step "bad input: an invalid SLOW_DISK_MS stops the replica with one line in its logs"
+SLOW_DISK_MS=abc API_REPLICAS=1 docker compose -p "$bad_project" up -d --no-build --no-deps api
+for _ in $(seq 1 30); do
+  state="$(docker inspect -f '{{.State.Status}} {{.State.ExitCode}}' "$(docker compose -p "$bad_project" ps -aq api)")"
+  [ "${state%% *}" = exited ] && break
+  sleep 1
+done
+[ "$state" = "exited 2" ] || fail "bad SLOW_DISK_MS: container state '$state', expected 'exited 2'"
+bad_log="$(docker compose -p "$bad_project" logs --no-log-prefix --no-color api)"
+printf '  %s\n' "$bad_log"
+[ "$(printf '%s\n' "$bad_log" | grep -c .)" = 1 ] || fail "expected exactly one log line"
+grep -q "invalid value 'abc'" <<<"$bad_log" || fail "the log line does not name the bad value"
+docker compose -p "$bad_project" down -v >/dev/null 2>&1
+echo "ok: exit code 2 and one error line"
+
+step "up: api fleet and canary, waiting for their healthchecks"
+compose up -d --no-build --wait --wait-timeout 120 api canary
+mapfile -t api_ids < <(compose ps -q api)
+api_hosts=()
+for id in "${api_ids[@]}"; do api_hosts+=("$(docker inspect -f '{{.Config.Hostname}}' "$id")"); done
+echo "api replicas: ${api_hosts[*]}"
+[ "${#api_hosts[@]}" = 3 ] || fail "expected 3 api replicas, found ${#api_hosts[@]}"
+
+step "canary: HTTP and the console on the host's loopback"
+health="$(python3 -c 'import sys,urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' \
+  "http://127.0.0.1:$http_port/healthz")"
+echo "  $health"
+grep -q '"flavor":"canary"' <<<"${health// /}" || fail "127.0.0.1:$http_port is not the canary"
+python3 "$here/console_probe.py" "127.0.0.1:$console_port" 15 || fail "the canary's console did not answer"
+for id in "${api_ids[@]}"; do
+  [ -z "$(docker port "$id")" ] || fail "api replica $id publishes ports: $(docker port "$id")"
+done
+# From inside the lab network: every replica answers HTTP but has nothing on the console port.
+compose exec -T canary bash -c '
+  for ip in $(getent ahostsv4 api | cut -d" " -f1 | sort -u); do
+    (exec 3<>"/dev/tcp/$ip/8080") 2>/dev/null || { echo "api $ip: no HTTP"; exit 1; }
+    if (exec 3<>"/dev/tcp/$ip/6669") 2>/dev/null; then echo "api $ip: console port open"; exit 1; fi
+    echo "  api $ip: http open, 6669 closed"
+  done' || fail "a release replica exposes a console port"
+echo "ok: console on the canary only"
+
+mkdir -p "$out"
+rm -f "$out"/*.json
+loadgen() {  # $1: report name, then extra `docker compose run` options
+  local name="$1"; shift
+  compose run --rm --no-deps -T --user "$(id -u):$(id -g)" -v "$out:/out" \
+    -e LOADGEN_ROUNDS=1 "$@" loadgen --no-progress --output "/out/$name.json"
+}
+
+step "loadgen baseline: the victim alone ($baseline_duration)"
+loadgen baseline -e LOADGEN_MIX=orders=100 -e LOADGEN_DURATION="$baseline_duration"
+
+step "loadgen default scenario: the victim beside /config/sync ($load_duration)"
+loadgen loaded -e LOADGEN_MIX=orders=99,config_sync=1 -e LOADGEN_DURATION="$load_duration"
+
+step "assert: every replica and the canary served requests"
+python3 "$here/check_report.py" fleet "$out/loaded.json" "${api_hosts[@]}"
+
+step "assert: the victim's tail beside /config/sync"
+python3 "$here/check_report.py" tail "$out/baseline.json" "$out/loaded.json" 5
+
+step "assert: the slowest request_ids are in the fleet's JSON logs"
+ok=
+for _ in 1 2 3 4 5; do
+  compose logs --no-log-prefix --no-color api > "$out/api.log"
+  if python3 "$here/check_report.py" slowest "$out/loaded.json" "$out/api.log"; then ok=1; break; fi
+  sleep 2  # the non-blocking writer may still hold the last lines
+done
+[ -n "$ok" ] || fail "slowest request_ids missing from the api logs"
+
+step "down"
+compose down -v --remove-orphans
+printf '\n[containers] all container checks passed in %ss\n' "$((SECONDS - t0))"
