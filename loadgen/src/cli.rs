@@ -229,7 +229,7 @@ pub async fn execute(cli: &Cli) -> Result<u8, Error> {
         )),
         None => None,
     };
-    let summary = run::run(&cfg, |report| {
+    let run = run::run(&cfg, |report| {
         let mut stdout = std::io::stdout().lock();
         let _ = writeln!(stdout, "{}", render::table(report));
         let _ = stdout.flush();
@@ -243,9 +243,40 @@ pub async fn execute(cli: &Cli) -> Result<u8, Error> {
             file.flush().map_err(err)?;
         }
         Ok(())
-    })
-    .await?;
-    Ok(u8::from(summary.rounds_failing_gates > 0))
+    });
+    tokio::select! {
+        summary = run => Ok(u8::from(summary?.rounds_failing_gates > 0)),
+        signal = shutdown_signal() => {
+            // `docker stop` and ctrl-c end a run of endless rounds; that is not a failure.
+            eprintln!("loadgen: stopped by {signal} during a round; its report is not written");
+            Ok(0)
+        }
+    }
+}
+
+/// Resolves on SIGTERM (`docker stop`; PID 1 in a container ignores it unless handled) or
+/// ctrl-c, naming the signal.
+pub async fn shutdown_signal() -> &'static str {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+        "ctrl-c"
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+        "SIGTERM"
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<&'static str>();
+    tokio::select! {
+        s = ctrl_c => s,
+        s = terminate => s,
+    }
 }
 
 /// Prints a clap error as one line (help and version as usual) and returns its exit code.

@@ -193,3 +193,29 @@ async fn gates_exit_1_when_exceeded() {
     .await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endless_rounds_stop_cleanly_on_sigterm() {
+    let server = spawn(Behaviour::default()).await;
+    let url = server.url();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([&url, "--rate", "50", "--duration", "200ms", "--rounds", "0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Past the first round: the endless run is under way.
+    assert!(common::eventually(Duration::from_secs(10), || server.requests() >= 15).await);
+    let pid = child.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(5), child.wait())
+        .await
+        .expect("loadgen exits promptly on SIGTERM")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}

@@ -72,7 +72,7 @@ async fn a_single_stall_shows_in_the_corrected_tail_but_as_one_slow_send() {
     let slow_sends = report
         .slowest
         .iter()
-        .filter(|s| s.actual_ms.unwrap() >= 100.0)
+        .filter(|s| s.actual_ms.unwrap() >= 250.0)
         .count();
     assert_eq!(slow_sends, 1, "{:#?}", report.slowest);
     // Requests planned during the stall were sent late, and counted.
