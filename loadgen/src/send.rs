@@ -8,7 +8,7 @@
 //! reconnects lazily after its connection fails, so a target that dies mid-run shows up as
 //! `connect`/`io` errors while the run goes on.
 
-use std::{net::SocketAddr, pin::Pin, time::Duration};
+use std::{future::Future, net::SocketAddr, pin::Pin, task::Poll, time::Duration};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -158,6 +158,17 @@ impl Client {
     }
 
     async fn get_inner(&mut self, uri: Uri, request_id: &HeaderValue) -> Outcome {
+        if let Some(conn) = self.conn.as_mut() {
+            // Nobody polls an idle connection, so let it notice now whether the server closed
+            // it meanwhile (keep-alive timeout); a closed one is replaced, not counted as an
+            // error. Without a pending close this costs no system call.
+            let ended =
+                std::future::poll_fn(|cx| Poll::Ready(conn.driver.as_mut().poll(cx).is_ready()))
+                    .await;
+            if ended {
+                self.conn = None;
+            }
+        }
         if self.conn.is_none() {
             match self.connect().await {
                 Ok(c) => self.conn = Some(c),

@@ -143,3 +143,27 @@ async fn a_target_that_dies_mid_run_counts_errors_and_the_run_goes_on() {
     assert_eq!(alive.requests, 150);
     assert_eq!(survivor.requests(), 150);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_the_server_closed_while_idle_are_replaced_not_counted_as_errors() {
+    let server = spawn(Behaviour {
+        conn_lifetime: Some(Duration::from_millis(40)),
+        ..Behaviour::default()
+    })
+    .await;
+    // 2 workers at 10 req/s: each connection idles 200 ms between its requests, long after
+    // the server closed it.
+    let cfg = common::config(
+        &[server.url()],
+        Load::Open {
+            rate: 10.0,
+            max_in_flight: 2,
+        },
+        Duration::from_millis(1500),
+    );
+    let endpoints = common::discover(&cfg).await;
+    let report = run_round(&cfg, &endpoints, 1).await;
+    assert_eq!(report.total.requests, 15);
+    assert_eq!(report.total.errors, 0, "{:?}", report.total.errors_by_kind);
+    assert_eq!(server.requests(), 15);
+}

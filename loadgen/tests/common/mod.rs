@@ -38,6 +38,8 @@ pub struct Behaviour {
     pub delay: Option<Duration>,
     /// Do not echo `x-request-id`.
     pub no_echo: bool,
+    /// Close every connection this long after accepting it (an idle keep-alive timeout).
+    pub conn_lifetime: Option<Duration>,
 }
 
 /// One request the server saw.
@@ -108,10 +110,13 @@ pub async fn spawn_on(ip: IpAddr, port: u16, behaviour: Behaviour) -> std::io::R
             let _ = stream.set_nodelay(true);
             let (st, b) = (st.clone(), behaviour.clone());
             conns.spawn(async move {
+                let lifetime = b.conn_lifetime;
                 let svc = service_fn(move |req| handle(st.clone(), b.clone(), req));
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
+                let serve = http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
+                match lifetime {
+                    Some(l) => drop(tokio::time::timeout(l, serve).await),
+                    None => drop(serve.await),
+                }
             });
             while conns.try_join_next().is_some() {}
         }
