@@ -55,6 +55,12 @@ pub struct Settings {
     #[arg(long, env = "INSTANCE")]
     pub instance: Option<String>,
 
+    /// Blocking-watchdog threshold in milliseconds: a poll of a request's span that runs longer
+    /// is logged as `worker blocked` while it blocks, and a worker heartbeat that wakes this much
+    /// late as `worker stall`. 0 turns the watchdog off.
+    #[arg(long = "long-poll-ms", env = "LONG_POLL_MS", default_value = "40", value_parser = parse_millis)]
+    pub long_poll: Duration,
+
     /// How long a graceful shutdown waits for in-flight requests, in seconds.
     #[arg(long, env = "SHUTDOWN_TIMEOUT_S", default_value = "10")]
     pub shutdown_timeout_s: u64,

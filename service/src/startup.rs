@@ -22,6 +22,7 @@ use crate::{
     config::{Flavor, Settings},
     request_id::{self, LabRootSpan, RequestId, RequestStart},
     routes::{self, AppState},
+    watchdog,
 };
 
 /// A bound, ready-to-run server.
@@ -42,6 +43,7 @@ impl Application {
         let local_addr = listener.local_addr()?;
         let state = web::Data::new(AppState::new(settings));
         let workers = settings.worker_count();
+        let long_poll = settings.long_poll;
         tracing::info!(
             addr = %local_addr,
             workers,
@@ -52,6 +54,8 @@ impl Application {
             "listening"
         );
         let server = HttpServer::new(move || {
+            // The factory runs on each worker thread, inside its runtime.
+            watchdog::spawn_heartbeat(long_poll);
             App::new()
                 // Inner: sets the response header and writes the access line inside the span.
                 .wrap(from_fn(access_log))

@@ -11,6 +11,7 @@
 //! - The canary (cargo feature `console`) adds console-subscriber's layer to the same registry
 //!   with `spawn()` (never `init()`, which would install a second global subscriber); see
 //!   [`crate::console`] for its settings.
+//! - The blocking watchdog's layer ([`crate::watchdog`]) joins the same registry, in every build.
 //! - The returned [`TelemetryGuard`] flushes the writers when dropped; `main` keeps it alive
 //!   until the server has fully stopped.
 
@@ -77,6 +78,7 @@ pub fn init(settings: &Settings) -> Result<TelemetryGuard, TelemetryError> {
 
     let (console, console_addr) = console_layer()?;
     let mut layers: Vec<BoxedLayer> = console.into_iter().collect();
+    layers.extend(crate::watchdog::layer(settings.long_poll));
     match (settings.log_format, file) {
         (LogFormat::Json, None) => layers.push(json_layer(stdout, &settings.rust_log)?),
         (LogFormat::Json, Some(file)) => {

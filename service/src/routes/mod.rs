@@ -10,6 +10,8 @@
 //! | `GET /lock/tokio` | FIX: `tokio::sync::Mutex` |
 //! | `GET /cpu/inline?ms=` | BUG: CPU-bound loop on the worker |
 //! | `GET /cpu/offload?ms=` | FIX: the same loop on the blocking pool |
+//! | `GET /background/blocking?ms=` | BUG: a detached task blocks the worker, outside any span |
+//! | `GET /background/offload?ms=` | FIX: the detached work on the blocking pool |
 
 use std::{path::PathBuf, time::Duration};
 
@@ -17,6 +19,7 @@ use actix_web::web;
 
 use crate::{config::Flavor, config::Settings, errors::ApiError};
 
+pub mod background;
 pub mod config_read;
 pub mod cpu;
 pub mod health;
@@ -69,6 +72,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route("/lock/tokio", web::get().to(lock::lock_tokio))
     .route("/cpu/inline", web::get().to(cpu::cpu_inline))
     .route("/cpu/offload", web::get().to(cpu::cpu_offload))
+    .route(
+        "/background/blocking",
+        web::get().to(background::background_blocking),
+    )
+    .route(
+        "/background/offload",
+        web::get().to(background::background_offload),
+    )
     .default_service(web::to(not_found));
 }
 

@@ -9,3 +9,4 @@ mod helpers;
 mod logs;
 mod request_ids;
 mod shutdown;
+mod watchdog;

@@ -1,0 +1,252 @@
+//! The blocking watchdog: names a blocked worker in the logs of every build, while it blocks.
+//!
+//! **What exists, and why it is not enough here.** `tokio-blocked` warns about long polls of
+//! tokio's `runtime.spawn` spans, which exist only with `tokio_unstable` plus tokio's `tracing`
+//! feature (the canary), and only *after* the poll returns. `tokio-metrics`' `TaskMonitor`
+//! counts slow polls of futures it wraps, in aggregate and after the fact, without a request
+//! id. tokio's own poll hooks and worker metrics cannot be installed on actix-server's worker
+//! runtimes (their tasks run in a `LocalSet`, and worker metrics are only submitted when a
+//! worker parks, i.e. never during the block). None of them can say "this request is blocking
+//! worker 2 right now", so this module does, with two small parts:
+//!
+//! - [`WatchdogLayer`], a tracing layer, records per thread which span is being polled and
+//!   since when (span enter/exit works on every executor). A checker thread looks every few
+//!   milliseconds; once a poll has run longer than `LONG_POLL_MS` it emits one WARN
+//!   `worker blocked` naming the innermost span (`handler`), its `request_id`, the thread and
+//!   the time so far, as a child of that span so the line is found under the request id.
+//!   When the poll ends, the worker emits one WARN `blocked poll ended` with the total.
+//! - [`spawn_heartbeat`], a tiny task per worker runtime that should wake every few
+//!   milliseconds; when it wakes late by more than the threshold it emits WARN `worker stall`.
+//!   That catches blocking code outside any span (a detached, un-instrumented task).
+//!
+//! The layer only sees spans at INFO or above, so it makes no per-event work, and its cost per
+//! poll is two uncontended mutex operations (`docs/benchmarks.md`).
+
+use std::{
+    cell::Cell,
+    sync::{Arc, Mutex, Weak},
+    time::{Duration, Instant},
+};
+
+use tracing::{
+    field::{Field, Visit},
+    span, Id, Level, Subscriber,
+};
+use tracing_subscriber::{filter::filter_fn, layer::Context, registry::LookupSpan, Layer};
+
+use crate::telemetry::BoxedLayer;
+
+/// Tracks span enter/exit per thread for the checker thread.
+#[derive(Debug, Clone, Copy)]
+pub struct WatchdogLayer {
+    _private: (),
+}
+
+/// The span field the watchdog reports.
+const REQUEST_ID: &str = "request_id";
+
+/// One entered span.
+#[derive(Debug, Clone)]
+struct Frame {
+    id: Id,
+    name: &'static str,
+    request_id: Option<Arc<str>>,
+}
+
+/// What one thread is polling right now.
+#[derive(Debug, Default)]
+struct PollState {
+    /// Entered spans, outermost first. Empty between polls.
+    stack: Vec<Frame>,
+    /// When the outermost span was entered: the start of the poll.
+    started: Option<Instant>,
+    /// The frame the checker reported for this poll, if it did.
+    reported: Option<Frame>,
+}
+
+/// A thread's poll state, shared with the checker thread.
+#[derive(Debug)]
+struct Slot {
+    thread: String,
+    state: Mutex<PollState>,
+}
+
+static SLOTS: Mutex<Vec<Weak<Slot>>> = Mutex::new(Vec::new());
+
+thread_local! {
+    static SLOT: Arc<Slot> = {
+        let thread = std::thread::current();
+        let slot = Arc::new(Slot {
+            thread: thread.name().map_or_else(|| format!("{:?}", thread.id()), str::to_owned),
+            state: Mutex::new(PollState::default()),
+        });
+        let mut slots = SLOTS.lock().unwrap_or_else(|p| p.into_inner());
+        slots.retain(|s| s.strong_count() > 0);
+        slots.push(Arc::downgrade(&slot));
+        slot
+    };
+}
+
+/// The request id stored on a span when it is created.
+struct SpanRequestId(Arc<str>);
+
+struct RequestIdVisitor(Option<Arc<str>>);
+
+impl Visit for RequestIdVisitor {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == REQUEST_ID {
+            self.0 = Some(value.into());
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == REQUEST_ID {
+            self.0 = Some(format!("{value:?}").into());
+        }
+    }
+}
+
+/// The watchdog's layer, filtered to spans at INFO or above, and its checker thread; `None`
+/// when `threshold` is zero (the watchdog is off).
+pub fn layer(threshold: Duration) -> Option<BoxedLayer> {
+    if threshold.is_zero() {
+        return None;
+    }
+    let check_every = (threshold / 4).clamp(Duration::from_millis(1), Duration::from_millis(5));
+    std::thread::Builder::new()
+        .name("blocking-watchdog".into())
+        .spawn(move || loop {
+            std::thread::sleep(check_every);
+            check(threshold);
+        })
+        .expect("spawn the blocking watchdog thread");
+    let spans_only = filter_fn(|meta| meta.is_span() && *meta.level() <= Level::INFO);
+    Some(
+        WatchdogLayer { _private: () }
+            .with_filter(spans_only)
+            .boxed(),
+    )
+}
+
+/// One pass of the checker: warn once about every poll that has run past `threshold`.
+fn check(threshold: Duration) {
+    let slots: Vec<Arc<Slot>> = {
+        let slots = SLOTS.lock().unwrap_or_else(|p| p.into_inner());
+        slots.iter().filter_map(Weak::upgrade).collect()
+    };
+    for slot in slots {
+        let mut state = slot.state.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(started) = state.started else {
+            continue;
+        };
+        let elapsed = started.elapsed();
+        if state.reported.is_some() || elapsed < threshold {
+            continue;
+        }
+        let culprit = state
+            .stack
+            .last()
+            .cloned()
+            .expect("a poll in progress has a frame");
+        // The span is entered on its thread, and cannot close before the lock is released.
+        tracing::warn!(
+            parent: culprit.id.clone(),
+            handler = culprit.name,
+            request_id = culprit.request_id.as_deref(),
+            thread = slot.thread,
+            elapsed_ms = elapsed.as_millis() as u64,
+            threshold_ms = threshold.as_millis() as u64,
+            "worker blocked"
+        );
+        state.reported = Some(culprit);
+    }
+}
+
+impl<S> Layer<S> for WatchdogLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let mut visitor = RequestIdVisitor(None);
+        attrs.record(&mut visitor);
+        if let (Some(request_id), Some(span)) = (visitor.0, ctx.span(id)) {
+            span.extensions_mut().insert(SpanRequestId(request_id));
+        }
+    }
+
+    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let request_id = span
+            .extensions()
+            .get::<SpanRequestId>()
+            .map(|r| Arc::clone(&r.0));
+        let frame = Frame {
+            id: id.clone(),
+            name: span.name(),
+            request_id,
+        };
+        SLOT.with(|slot| {
+            let mut state = slot.state.lock().unwrap_or_else(|p| p.into_inner());
+            if state.stack.is_empty() {
+                state.started = Some(Instant::now());
+                state.reported = None;
+            }
+            state.stack.push(frame);
+        });
+    }
+
+    fn on_exit(&self, id: &Id, _ctx: Context<'_, S>) {
+        let ended = SLOT.with(|slot| {
+            let mut state = slot.state.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(position) = state.stack.iter().rposition(|f| f.id == *id) {
+                state.stack.truncate(position);
+            }
+            if !state.stack.is_empty() {
+                return None;
+            }
+            let started = state.started.take()?;
+            let culprit = state.reported.take()?;
+            Some((started.elapsed(), culprit, slot.thread.clone()))
+        });
+        if let Some((blocked, culprit, thread)) = ended {
+            // `id` is the outermost span of the poll: still open while it is being exited.
+            tracing::warn!(
+                parent: id.clone(),
+                handler = culprit.name,
+                request_id = culprit.request_id.as_deref(),
+                thread,
+                blocked_ms = blocked.as_millis() as u64,
+                "blocked poll ended"
+            );
+        }
+    }
+}
+
+/// Starts the heartbeat on the current worker runtime (once per thread): a task that sleeps
+/// `threshold / 2` at a time and warns `worker stall` when it wakes more than `threshold` late.
+pub fn spawn_heartbeat(threshold: Duration) {
+    thread_local!(static STARTED: Cell<bool> = const { Cell::new(false) });
+    if threshold.is_zero() || STARTED.with(|s| s.replace(true)) {
+        return;
+    }
+    let period = (threshold / 2).clamp(Duration::from_millis(1), Duration::from_millis(100));
+    let worker = std::thread::current()
+        .name()
+        .unwrap_or("unnamed")
+        .to_owned();
+    actix_web::rt::spawn(async move {
+        loop {
+            let due = tokio::time::Instant::now() + period;
+            tokio::time::sleep_until(due).await;
+            let lag = due.elapsed();
+            if lag > threshold {
+                tracing::warn!(
+                    worker,
+                    lag_ms = lag.as_millis() as u64,
+                    threshold_ms = threshold.as_millis() as u64,
+                    "worker stall"
+                );
+            }
+        }
+    });
+}
