@@ -44,8 +44,9 @@ pub struct Cli {
     pub rate: f64,
 
     /// Closed loop instead: this many connections, each sending back to back as fast as the
-    /// target answers (for throughput runs; latencies are then not CO-corrected).
-    #[arg(long, env = "LOADGEN_CONNECTIONS", conflicts_with = "rate", value_parser = clap::value_parser!(u64).range(1..))]
+    /// target answers (for throughput runs; latencies are then not CO-corrected). Takes
+    /// precedence over --rate, so a LOADGEN_RATE in the environment does not get in the way.
+    #[arg(long, env = "LOADGEN_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..))]
     pub connections: Option<u64>,
 
     /// Length of one round, e.g. `30s`, `2m`.
@@ -59,11 +60,11 @@ pub struct Cli {
 
     /// Weighted route mix, `route=weight,…`. Routes: orders, config_sync, config_async,
     /// lock_std, lock_tokio, cpu_inline, cpu_offload, healthz.
-    #[arg(long, env = "LOADGEN_MIX", default_value = Mix::DEFAULT, conflicts_with = "scenario")]
+    #[arg(long, env = "LOADGEN_MIX", default_value = Mix::DEFAULT)]
     pub mix: Mix,
 
     /// TOML scenario file with a `[mix]` table and optional `[params]` (config_name, cpu_ms,
-    /// order_ids); replaces --mix.
+    /// order_ids); takes precedence over --mix.
     #[arg(long, env = "LOADGEN_SCENARIO")]
     pub scenario: Option<PathBuf>,
 

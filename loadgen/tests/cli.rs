@@ -73,6 +73,31 @@ async fn bad_input_exits_2_with_one_line_naming_the_problem() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flags_beat_the_environment_of_the_compose_lab() {
+    let server = spawn(Behaviour::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("s.toml");
+    std::fs::write(&scenario, "[mix]\nhealthz = 1\n").unwrap();
+    let report = dir.path().join("r.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["--connections", "2", "--duration", "300ms", "--scenario"])
+        .arg(&scenario)
+        .arg("--output")
+        .arg(&report)
+        .env("LOADGEN_TARGETS", server.url())
+        .env("LOADGEN_RATE", "100")
+        .env("LOADGEN_MIX", "orders=1")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(r["mode"], "closed");
+    assert_eq!(r["mix"], "healthz=1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_target_is_reported_before_the_run() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", closed.local_addr().unwrap());
