@@ -14,6 +14,7 @@
 # Settings (environment):
 #   WINDOW_SECS   length of the recording window, seconds              (default 5)
 #   TARGET_COMM   process name of the service to profile                (default service)
+#   TARGET_PID    profile this pid instead of searching by name (runs outside compose)
 #   FREQ          on-CPU sampling frequency, Hz                         (default 99)
 #   TRACE_MS      perf trace threshold: syscalls slower than this, ms   (default 50)
 #   OUT_DIR       where the results go (a bind mount of ./out)          (default /out)
@@ -46,8 +47,9 @@ has_cap 21 || die "missing CAP_SYS_ADMIN: perf cannot open tracepoints or other 
 has_cap 34 || die "missing CAP_SYSLOG: kernel frames would have no symbols (compose: cap_add: [SYS_ADMIN, SYSLOG])"
 
 # The target: the oldest process named $TARGET_COMM in this PID namespace.
-pid=
-for dir in /proc/[0-9]*; do
+pid="${TARGET_PID:-}"
+[ -z "$pid" ] || [ -d "/proc/$pid" ] || die "no process with pid $pid"
+[ -n "$pid" ] || for dir in /proc/[0-9]*; do
   [ "$(cat "$dir/comm" 2>/dev/null)" = "$TARGET_COMM" ] || continue
   candidate=${dir#/proc/}
   if [ -z "$pid" ] || [ "$candidate" -lt "$pid" ]; then pid=$candidate; fi
