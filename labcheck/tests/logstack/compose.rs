@@ -254,13 +254,26 @@ fn app_containers_never_wait_for_the_log_stack() {
 }
 
 #[test]
-fn the_app_services_carry_the_flavor_label_alloy_turns_into_flavor() {
+fn the_app_services_carry_the_label_alloy_selects_them_by_and_reads_flavor_from() {
+    let config = support::alloy_config();
+    let filter = config.only("discovery.docker").only("filter");
+    assert_eq!(filter.str_attr("name"), Some("label"));
+    let selected: Vec<&str> = filter
+        .attr("values")
+        .and_then(crate::alloy::Value::as_list)
+        .map(|l| l.iter().filter_map(crate::alloy::Value::as_str).collect())
+        .unwrap_or_default();
+    assert_eq!(selected, ["lab.flavor"]);
     let y = compose();
-    for (svc, flavor) in [("api", "release"), ("canary", "canary")] {
+    for (svc, flavor) in [
+        ("api", "release"),
+        ("canary", "canary"),
+        ("loadgen", "none"),
+    ] {
         assert_eq!(
             y["services"][svc]["labels"]["lab.flavor"].as_str(),
             Some(flavor),
-            "{svc}: deploy/alloy/config.alloy reads lab.flavor"
+            "{svc}: deploy/alloy/config.alloy selects and reads lab.flavor"
         );
     }
 }
