@@ -28,6 +28,8 @@ use tracing_subscriber::{
 
 use crate::config::{LogFormat, Settings};
 
+pub mod json;
+
 /// A layer on the bare registry; boxed so optional layers compose without type gymnastics.
 pub type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
 
@@ -119,17 +121,17 @@ fn console_layer() -> Result<(Option<BoxedLayer>, Option<std::net::SocketAddr>),
     Ok((None, None))
 }
 
-/// JSON lines: event fields under `fields`, the current span under `span`, the span list
-/// under `spans`, and a close event per span with its busy and idle time.
+/// JSON lines ([`json`]): event fields under `fields`, the current span under `span`, the span
+/// list under `spans`, and a close event per span with its busy and idle time.
 pub fn json_layer<W>(writer: W, filter: &str) -> Result<BoxedLayer, TelemetryError>
 where
     W: for<'w> fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
     Ok(fmt::layer()
-        .json()
-        .with_current_span(true)
-        .with_span_list(true)
         .with_span_events(FmtSpan::CLOSE)
+        .with_ansi(false)
+        .fmt_fields(json::JsonFields)
+        .event_format(json::JsonLines)
         .with_writer(writer)
         .with_filter(EnvFilter::try_new(filter)?)
         .boxed())

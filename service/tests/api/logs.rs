@@ -133,3 +133,93 @@ fn pretty_format_is_for_people() {
         "pretty output contained JSON: {first_lines:?}"
     );
 }
+
+/// The exact keys of each kind of line. A faster formatter must not drop (or rename) a field
+/// the dashboards, Alloy and the tests rely on.
+#[tokio::test]
+async fn the_field_set_of_each_kind_of_line_is_pinned() {
+    use std::collections::BTreeSet;
+    let keys = |value: &serde_json::Value| -> BTreeSet<String> {
+        value.as_object().unwrap().keys().cloned().collect()
+    };
+    let set =
+        |names: &[&str]| -> BTreeSet<String> { names.iter().map(|s| s.to_string()).collect() };
+
+    let app = spawn_app(&[]).await;
+    let id = fresh_id("fields");
+    app.get_with_id("/config/sync/app.toml", &id).await;
+    app.wait_for_event(&id, "request finished").await;
+    app.wait_for_event(&id, "blocked poll ended").await;
+    let line = |message: &str, span: &str| -> serde_json::Value {
+        app.lines_of(&id)
+            .into_iter()
+            .filter_map(|l| l.json)
+            .find(|l| l["fields"]["message"] == message && l["span"]["name"] == span)
+            .unwrap_or_else(|| panic!("no {message:?} line in span {span}"))
+    };
+    let top = set(&["timestamp", "level", "fields", "target", "span", "spans"]);
+    let request_span = set(&["request_id", "method", "route", "name"]);
+    let handler_span = set(&["request_id", "config", "name"]);
+    let cases = [
+        (
+            line("request finished", "request"),
+            set(&["message", "method", "route", "status", "latency_ms"]),
+            &request_span,
+        ),
+        (
+            line("loading config", "config_sync"),
+            set(&["message"]),
+            &handler_span,
+        ),
+        (
+            line("loaded config", "config_sync"),
+            set(&["message", "bytes"]),
+            &handler_span,
+        ),
+        (
+            line("close", "config_sync"),
+            set(&["message", "time.busy", "time.idle"]),
+            &handler_span,
+        ),
+        (
+            line("close", "request"),
+            set(&["message", "time.busy", "time.idle"]),
+            &request_span,
+        ),
+        (
+            line("worker blocked", "config_sync"),
+            set(&[
+                "message",
+                "handler",
+                "request_id",
+                "thread",
+                "elapsed_ms",
+                "threshold_ms",
+            ]),
+            &handler_span,
+        ),
+        (
+            line("blocked poll ended", "request"),
+            set(&["message", "handler", "request_id", "thread", "blocked_ms"]),
+            &request_span,
+        ),
+    ];
+    for (json, fields, span) in cases {
+        assert_eq!(keys(&json), top, "{json}");
+        assert_eq!(keys(&json["fields"]), fields, "{json}");
+        assert_eq!(&keys(&json["span"]), span, "{json}");
+        assert_eq!(json["span"]["request_id"], id.as_str());
+        let spans = json["spans"].as_array().unwrap();
+        assert_eq!(
+            keys(&spans[0]),
+            request_span,
+            "the root of `spans` is the request span: {json}"
+        );
+        assert_eq!(
+            spans.last().unwrap(),
+            &json["span"],
+            "the last of `spans` is `span`: {json}"
+        );
+        assert!(json["timestamp"].as_str().unwrap().ends_with('Z'));
+    }
+}

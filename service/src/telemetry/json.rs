@@ -1,0 +1,239 @@
+//! The JSON line format, written for speed with the field layout of tracing-subscriber's
+//! `fmt::layer().json()` (so dashboards, Alloy and users' tools see the same keys):
+//!
+//! ```json
+//! {"timestamp":"…","level":"INFO","fields":{"message":"…",…},"target":"…","span":{…,"name":"…"},"spans":[{…},…]}
+//! ```
+//!
+//! **Why not `fmt().json()`.** tracing-subscriber's JSON format stores each span's fields as a
+//! JSON *string*; every `Span::record` parses it, rebuilds a map and serialises it again, and
+//! every event re-parses each stored span to print `span` and `spans` (its source calls this
+//! far from efficient; `docs/benchmarks.md` has the profile). Here a span's fields are
+//! serialised once, as a ready-to-paste JSON fragment (`"k":v,"k2":v2`), and an event copies
+//! the fragments verbatim. **Why not the `json-subscriber` crate**, which is built for this:
+//! version 0.2 has no span close events, and the lab needs each handler span's close line
+//! with `time.busy` and `time.idle`. Keeping tracing-subscriber's `fmt::Layer` and replacing
+//! only its two formatting traits keeps those close events, the timings and the writers.
+
+use std::fmt::{self, Write as _};
+
+use tracing::{
+    field::{Field, Visit},
+    span, Event, Subscriber,
+};
+use tracing_subscriber::{
+    field::RecordFields,
+    fmt::{
+        format::Writer,
+        time::{FormatTime, SystemTime},
+        FmtContext, FormatEvent, FormatFields, FormattedFields,
+    },
+    registry::{LookupSpan, SpanRef},
+};
+
+/// Formats span and event fields as a JSON object's *inside*: `"k":v,"k2":v2`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct JsonFields;
+
+/// Formats whole lines (see the module doc).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct JsonLines;
+
+impl<'writer> FormatFields<'writer> for JsonFields {
+    fn format_fields<R: RecordFields>(
+        &self,
+        mut writer: Writer<'writer>,
+        fields: R,
+    ) -> fmt::Result {
+        let mut visitor = JsonVisitor::new(&mut writer, true);
+        fields.record(&mut visitor);
+        visitor.result
+    }
+
+    /// `Span::record` appends to the stored fragment instead of re-serialising it.
+    fn add_fields(
+        &self,
+        current: &'writer mut FormattedFields<Self>,
+        fields: &span::Record<'_>,
+    ) -> fmt::Result {
+        let first = current.fields.is_empty();
+        let mut visitor = JsonVisitor::new(&mut current.fields, first);
+        fields.record(&mut visitor);
+        visitor.result
+    }
+}
+
+impl<S> FormatEvent<S, JsonFields> for JsonLines
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, JsonFields>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let meta = event.metadata();
+        writer.write_str("{\"timestamp\":\"")?;
+        SystemTime.format_time(&mut writer)?;
+        write!(writer, "\",\"level\":\"{}\",\"fields\":{{", meta.level())?;
+        let mut visitor = JsonVisitor::new(&mut writer, true);
+        event.record(&mut visitor);
+        visitor.result?;
+        writer.write_str("},\"target\":")?;
+        write_json_str(&mut writer, meta.target())?;
+        // `span` is the innermost span (for a close event: the span closing), `spans` the whole
+        // scope from the root, as tracing-subscriber prints them.
+        if let Some(leaf) = ctx.event_scope().and_then(|mut scope| scope.next()) {
+            writer.write_str(",\"span\":")?;
+            write_span(&mut writer, &leaf)?;
+            writer.write_str(",\"spans\":[")?;
+            for (i, span) in leaf.scope().from_root().enumerate() {
+                if i > 0 {
+                    writer.write_char(',')?;
+                }
+                write_span(&mut writer, &span)?;
+            }
+            writer.write_char(']')?;
+        }
+        writer.write_str("}\n")
+    }
+}
+
+/// `{<stored fields>,"name":"<span name>"}`, the stored fragment copied as it is.
+fn write_span<S>(writer: &mut Writer<'_>, span: &SpanRef<'_, S>) -> fmt::Result
+where
+    S: for<'a> LookupSpan<'a>,
+{
+    writer.write_char('{')?;
+    if let Some(fields) = span.extensions().get::<FormattedFields<JsonFields>>() {
+        if !fields.fields.is_empty() {
+            writer.write_str(&fields.fields)?;
+            writer.write_char(',')?;
+        }
+    }
+    writer.write_str("\"name\":")?;
+    write_json_str(writer, span.name())?;
+    writer.write_char('}')
+}
+
+/// Writes `"name":value` pairs, comma-separated.
+struct JsonVisitor<'a, W: fmt::Write> {
+    out: &'a mut W,
+    first: bool,
+    result: fmt::Result,
+}
+
+impl<'a, W: fmt::Write> JsonVisitor<'a, W> {
+    fn new(out: &'a mut W, first: bool) -> Self {
+        Self {
+            out,
+            first,
+            result: Ok(()),
+        }
+    }
+
+    fn key(&mut self, field: &Field) -> fmt::Result {
+        if !std::mem::take(&mut self.first) {
+            self.out.write_char(',')?;
+        }
+        write_json_str(self.out, field.name())?;
+        self.out.write_char(':')
+    }
+
+    fn pair(&mut self, field: &Field, value: impl FnOnce(&mut W) -> fmt::Result) {
+        if self.result.is_ok() {
+            self.result = self.key(field).and_then(|()| value(self.out));
+        }
+    }
+}
+
+impl<W: fmt::Write> Visit for JsonVisitor<'_, W> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.pair(field, |out| write_json_str(out, value));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.pair(field, |out| {
+            out.write_char('"')?;
+            write!(JsonEscaped(out), "{value:?}")?;
+            out.write_char('"')
+        });
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.pair(field, |out| write!(out, "{value}"));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.pair(field, |out| write!(out, "{value}"));
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.pair(field, |out| {
+            out.write_str(if value { "true" } else { "false" })
+        });
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        // JSON has no NaN or infinity.
+        self.pair(field, |out| {
+            if value.is_finite() {
+                write!(out, "{value}")
+            } else {
+                out.write_str("null")
+            }
+        });
+    }
+}
+
+/// `value` as a JSON string literal.
+fn write_json_str(out: &mut impl fmt::Write, value: &str) -> fmt::Result {
+    out.write_char('"')?;
+    JsonEscaped(out).write_str(value)?;
+    out.write_char('"')
+}
+
+/// A `fmt::Write` adapter that escapes what passes through for the inside of a JSON string,
+/// so `Debug` output streams into the line without an intermediate `String`.
+struct JsonEscaped<'a, W: fmt::Write>(&'a mut W);
+
+impl<W: fmt::Write> fmt::Write for JsonEscaped<'_, W> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let bytes = s.as_bytes();
+        let mut clean_from = 0;
+        for (i, &b) in bytes.iter().enumerate() {
+            let escape: &str = match b {
+                b'"' => "\\\"",
+                b'\\' => "\\\\",
+                b'\n' => "\\n",
+                b'\r' => "\\r",
+                b'\t' => "\\t",
+                0..=0x1f => "",
+                _ => continue,
+            };
+            self.0.write_str(&s[clean_from..i])?;
+            if escape.is_empty() {
+                write!(self.0, "\\u{b:04x}")?;
+            } else {
+                self.0.write_str(escape)?;
+            }
+            clean_from = i + 1;
+        }
+        self.0.write_str(&s[clean_from..])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_what_json_requires() {
+        let mut out = String::new();
+        write_json_str(&mut out, "a\"b\\c\nd\u{1}é").unwrap();
+        assert_eq!(out, r#""a\"b\\c\nd\u0001é""#);
+        let parsed: String = serde_json::from_str(&out).unwrap();
+        assert_eq!(parsed, "a\"b\\c\nd\u{1}é");
+    }
+}
