@@ -6,7 +6,7 @@
 //! The lines then go through the model of `deploy/alloy/config.alloy`, whose JSON paths are
 //! read from the file. No fixture: the lines cannot drift from what the service writes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -25,7 +25,7 @@ const REQUESTS: &[(&str, &str)] = &[
     ("/config/sync/app.toml", "/config/sync/{name:.*}"),
     ("/config/async/app.toml", "/config/async/{name:.*}"),
     ("/lock/std", "/lock/std"),
-    ("/cpu/inline?ms=20", "/cpu/inline"),
+    ("/cpu/inline?ms=60", "/cpu/inline"),
     ("/no/such/route", "unmatched"),
 ];
 
@@ -81,7 +81,9 @@ fn run_service_and_capture() -> Capture {
         .env("LOG_FORMAT", "json")
         .env("RUST_LOG", "info")
         .env("WORKERS", "2")
-        .env("SLOW_DISK_MS", "50")
+        // Long enough to cross the watchdog's threshold with room to spare.
+        .env("SLOW_DISK_MS", "120")
+        .env("LONG_POLL_MS", "20")
         .env("INSTANCE", "labcheck")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -433,4 +435,129 @@ fn the_sources_feed_the_pipeline_and_the_pipeline_feeds_loki() {
                 .unwrap_or_default()
         )))
     );
+}
+
+/// The line filters (`|= "…"`, `|~ "…"`) of a LogQL expression, in order.
+fn line_filters(expr: &str) -> Vec<(String, String)> {
+    let re = regex::Regex::new(r#"\|([=~])\s*"((?:[^"\\]|\\.)*)""#).expect("regex");
+    re.captures_iter(expr)
+        .map(|c| {
+            (
+                c[1].to_string(),
+                c[2].replace("\\\"", "\"").replace("\\\\", "\\"),
+            )
+        })
+        .collect()
+}
+
+fn passes_line_filters(expr: &str, line: &str) -> bool {
+    line_filters(expr)
+        .iter()
+        .all(|(op, arg)| match op.as_str() {
+            "=" => line.contains(arg.as_str()),
+            _ => regex::Regex::new(arg)
+                .expect("line filter regex")
+                .is_match(line),
+        })
+}
+
+/// A Go duration as tracing writes `time.busy` (`304ms`, `19.1µs`), in milliseconds.
+fn millis(duration: &str) -> f64 {
+    let split = duration
+        .find(|c: char| c.is_alphabetic() || c == '\u{b5}')
+        .unwrap_or(duration.len());
+    let (n, unit) = duration.split_at(split);
+    let n: f64 = n
+        .parse()
+        .unwrap_or_else(|_| panic!("bad duration {duration:?}"));
+    n * match unit {
+        "ns" => 1e-6,
+        "µs" | "us" => 1e-3,
+        "ms" => 1.0,
+        "s" => 1e3,
+        other => panic!("unknown unit {other:?} in {duration:?}"),
+    }
+}
+
+#[test]
+fn the_blocking_query_finds_the_handler_that_held_a_worker_in_real_lines() {
+    let expr = support::query("blocking_handler_spans");
+    // The query's own JSON paths, as LogQL writes them (`a["b.c"]`), read as JMESPath.
+    let params = regex::Regex::new(r#"(\w+)=`([^`]*)`|(\w+)="([^"]*)""#).expect("regex");
+    let json_part = expr.split("| json ").nth(1).expect("the query parses JSON");
+    let json_part = json_part.split(" | ").next().expect("json parameters");
+    let paths: BTreeMap<String, String> = params
+        .captures_iter(json_part)
+        .map(|c| {
+            let name = c.get(1).or(c.get(3)).expect("name").as_str().to_string();
+            let path = c.get(2).or(c.get(4)).expect("path").as_str();
+            (name, path.replace("[\"", ".\"").replace("\"]", "\""))
+        })
+        .collect();
+    assert!(expr.contains("span_name!=\"request\"") && expr.contains("busy >= 20ms"));
+    let extract = |line: &str, name: &str| -> Option<String> {
+        let doc: serde_json::Value = serde_json::from_str(line).ok()?;
+        let found = jmespath::compile(&paths[name]).ok()?.search(&doc).ok()?;
+        found.as_string().cloned()
+    };
+    let matched: Vec<(String, f64, String)> = capture()
+        .lines
+        .iter()
+        .filter(|l| passes_line_filters(&expr, l))
+        .filter_map(|l| {
+            let span = extract(l, "span_name")?;
+            let busy = millis(&extract(l, "busy")?);
+            (span != "request" && busy >= 20.0).then(|| (span, busy, l.clone()))
+        })
+        .collect();
+    let spans: BTreeSet<&str> = matched.iter().map(|(s, _, _)| s.as_str()).collect();
+    assert!(
+        spans.contains("config_sync"),
+        "the blocking read: {matched:?}"
+    );
+    assert!(spans.contains("cpu_inline"), "the CPU loop: {matched:?}");
+    assert!(
+        !spans.contains("config_async"),
+        "the fix awaits: {matched:?}"
+    );
+    for (_, _, line) in &matched {
+        let entry = ship(line).expect("shipped");
+        assert!(
+            entry.structured_metadata.contains_key("request_id"),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn the_watchdog_queries_match_the_real_watchdog_warnings() {
+    let logs = support::query("watchdog_warnings");
+    let counted = support::query("watchdog_warnings_by_instance");
+    assert!(logs.contains("level=\"WARN\""));
+    let warnings: Vec<&String> = capture()
+        .lines
+        .iter()
+        .filter(|l| passes_line_filters(&logs, l))
+        .collect();
+    let sync_id = &capture()
+        .sent
+        .iter()
+        .find(|s| s.route == "/config/sync/{name:.*}")
+        .expect("a /config/sync request was sent")
+        .request_id;
+    let blocked = warnings
+        .iter()
+        .find(|l| passes_line_filters(&counted, l) && l.contains(sync_id.as_str()))
+        .unwrap_or_else(|| panic!("no `worker blocked` warning for {sync_id}: {warnings:?}"));
+    let entry = ship(blocked).expect("shipped");
+    assert_eq!(entry.labels.get("level").map(String::as_str), Some("WARN"));
+    assert_eq!(entry.structured_metadata.get("request_id"), Some(sync_id));
+    for line in warnings {
+        let entry = ship(line).expect("shipped");
+        assert_eq!(
+            entry.labels.get("level").map(String::as_str),
+            Some("WARN"),
+            "{line}"
+        );
+    }
 }
