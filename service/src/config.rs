@@ -61,6 +61,12 @@ pub struct Settings {
     #[arg(long = "long-poll-ms", env = "LONG_POLL_MS", default_value = "40", value_parser = parse_millis)]
     pub long_poll: Duration,
 
+    /// Request tracing: the root span, request ids, the access line and the response header.
+    /// `false` only as the benchmarks' baseline (bench/wiring.py): the cost of the wiring is
+    /// measured against the same binary without it.
+    #[arg(long, env = "REQUEST_TRACING", default_value_t = true, action = clap::ArgAction::Set)]
+    pub request_tracing: bool,
+
     /// How long a graceful shutdown waits for in-flight requests, in seconds.
     #[arg(long, env = "SHUTDOWN_TIMEOUT_S", default_value = "10")]
     pub shutdown_timeout_s: u64,

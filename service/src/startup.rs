@@ -12,7 +12,7 @@ use actix_web::{
     body::MessageBody,
     dev::{Server, ServiceRequest, ServiceResponse},
     http::header::{HeaderName, HeaderValue},
-    middleware::{from_fn, Next},
+    middleware::{from_fn, Condition, Next},
     web, App, Error, HttpMessage, HttpServer,
 };
 use anyhow::Context;
@@ -44,6 +44,7 @@ impl Application {
         let state = web::Data::new(AppState::new(settings));
         let workers = settings.worker_count();
         let long_poll = settings.long_poll;
+        let tracing = settings.request_tracing;
         tracing::info!(
             addr = %local_addr,
             workers,
@@ -58,9 +59,9 @@ impl Application {
             watchdog::spawn_heartbeat(long_poll);
             App::new()
                 // Inner: sets the response header and writes the access line inside the span.
-                .wrap(from_fn(access_log))
+                .wrap(Condition::new(tracing, from_fn(access_log)))
                 // Outer: opens the root span `request` around everything else.
-                .wrap(TracingLogger::<LabRootSpan>::new())
+                .wrap(Condition::new(tracing, TracingLogger::<LabRootSpan>::new()))
                 .app_data(state.clone())
                 .configure(routes::configure)
         })
