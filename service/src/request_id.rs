@@ -75,9 +75,14 @@ impl FromRequest for RequestId {
     }
 }
 
-/// When the request started, for the access log's `latency_ms`.
-#[derive(Debug, Clone, Copy)]
-pub struct RequestStart(pub Instant);
+/// When the request started and the route it matched, for the access line: matching the
+/// route pattern walks the router, so it is done once per request.
+#[derive(Debug, Clone)]
+pub struct RequestStart {
+    pub at: Instant,
+    /// The matched route pattern, or `unmatched`; never the raw path.
+    pub route: String,
+}
 
 /// Builds each request's root span `request` with `request_id`, `method` and `route` fixed at
 /// creation. Status and latency go on the access event instead of being recorded into the span
@@ -87,15 +92,16 @@ pub struct LabRootSpan;
 impl RootSpanBuilder for LabRootSpan {
     fn on_request_start(request: &ServiceRequest) -> Span {
         let id = RequestId::for_request(request);
-        let span = tracing::info_span!(
-            "request",
-            request_id = %id,
-            method = %request.method(),
-            route = request.match_pattern().as_deref().unwrap_or("unmatched"),
-        );
+        let route = request
+            .match_pattern()
+            .unwrap_or_else(|| "unmatched".to_owned());
+        let span = tracing::info_span!("request", request_id = %id, method = %request.method(), route = route);
         let mut extensions = request.extensions_mut();
         extensions.insert(id);
-        extensions.insert(RequestStart(Instant::now()));
+        extensions.insert(RequestStart {
+            at: Instant::now(),
+            route,
+        });
         span
     }
 

@@ -15,6 +15,8 @@
 //! - The returned [`TelemetryGuard`] flushes the writers when dropped; `main` keeps it alive
 //!   until the server has fully stopped.
 
+use std::io::{self, BufWriter, Write};
+
 use tracing_appender::{
     non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard},
     rolling::{RollingFileAppender, Rotation},
@@ -32,6 +34,10 @@ pub mod json;
 
 /// A layer on the bare registry; boxed so optional layers compose without type gymnastics.
 pub type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
+
+/// Lines the writer thread collects before one `write(2)`. It flushes whenever its queue runs
+/// empty, so this bounds the batch, never the delay.
+const WRITE_BATCH_BYTES: usize = 64 * 1024;
 
 /// How many daily log files are kept in `LOG_DIR`.
 pub const MAX_LOG_FILES: usize = 7;
@@ -64,11 +70,14 @@ pub enum TelemetryError {
 /// Installs the global subscriber described in the module doc.
 pub fn init(settings: &Settings) -> Result<TelemetryGuard, TelemetryError> {
     let mut guards = Vec::new();
-    let mut lossless = |writer: Box<dyn std::io::Write + Send>, thread: &str| {
+    let mut lossless = |sink: Box<dyn Write + Send>, name: &'static str| {
         let (writer, guard) = NonBlockingBuilder::default()
             .lossy(false)
-            .thread_name(thread)
-            .finish(writer);
+            .thread_name(name)
+            .finish(BufWriter::with_capacity(
+                WRITE_BATCH_BYTES,
+                ReportErrorsOnce::new(sink, name),
+            ));
         guards.push(guard);
         writer
     };
@@ -158,4 +167,44 @@ fn rolling_files(dir: &std::path::Path) -> Result<RollingFileAppender, Telemetry
             dir: dir.display().to_string(),
             source,
         })
+}
+
+/// A log sink that reports its first write error on stderr. tracing-appender's writer thread
+/// drops write errors silently; a full disk or a vanished log volume should be said once,
+/// while stdout output (a separate writer) goes on.
+struct ReportErrorsOnce {
+    sink: Box<dyn Write + Send>,
+    name: &'static str,
+    reported: bool,
+}
+
+impl ReportErrorsOnce {
+    fn new(sink: Box<dyn Write + Send>, name: &'static str) -> Self {
+        Self {
+            sink,
+            name,
+            reported: false,
+        }
+    }
+
+    fn report<T>(&mut self, result: io::Result<T>) -> io::Result<T> {
+        if let Err(err) = &result {
+            if !std::mem::replace(&mut self.reported, true) {
+                eprintln!("error: {} cannot write log lines ({err}); reported once, other outputs continue", self.name);
+            }
+        }
+        result
+    }
+}
+
+impl Write for ReportErrorsOnce {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let result = self.sink.write(buf);
+        self.report(result)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let result = self.sink.flush();
+        self.report(result)
+    }
 }
