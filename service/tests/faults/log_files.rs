@@ -1,0 +1,199 @@
+//! `LOG_DIR` faults: unusable at start-up (the service refuses to start, in one line), and the
+//! log file going away or filling up while running (the service keeps serving and keeps its
+//! stdout output).
+//!
+//! Tests may run as root, for whom permission bits do not stop writes, so "not writable" is
+//! made with paths no user can create: a directory below a regular file, and a regular file in
+//! place of the directory. "Disk full" is the log file's name pointing at `/dev/full`, where
+//! every write fails with `ENOSPC`, for root too.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant, SystemTime},
+};
+
+use crate::{
+    helpers::{fresh_id, spawn_app, DEADLINE},
+    process::{files_in, wait_exit},
+};
+
+/// Runs the binary with `LOG_DIR=log_dir`; returns its exit code, stdout and stderr.
+fn start_with_log_dir(log_dir: &Path) -> (Option<i32>, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, err) = (dir.path().join("out"), dir.path().join("err"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_service"))
+        .env_clear()
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .env("WORKERS", "1")
+        .env("LOG_DIR", log_dir)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let status = wait_exit(&mut child);
+    let read = |p| std::fs::read_to_string(p).unwrap();
+    (status.code(), read(&out), read(&err))
+}
+
+fn assert_refuses_to_start(log_dir: &Path) {
+    let (code, stdout, stderr) = start_with_log_dir(log_dir);
+    assert_eq!(code, Some(2), "exit code; stderr: {stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.starts_with("error: "), "an error line last: {stderr}");
+    assert!(last.contains("LOG_DIR"), "the line names LOG_DIR: {stderr}");
+    assert!(
+        last.contains(&*log_dir.to_string_lossy()),
+        "the line names the directory: {stderr}"
+    );
+    assert!(stdout.is_empty(), "nothing on stdout, got:\n{stdout}");
+}
+
+/// The file that stands where a directory should be, and a log directory below it.
+fn file_in_the_way() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "not a directory").unwrap();
+    (dir, file)
+}
+
+#[test]
+fn a_log_dir_below_a_regular_file_stops_start_up_with_exit_2() {
+    let (_dir, file) = file_in_the_way();
+    assert_refuses_to_start(&file.join("logs"));
+}
+
+#[test]
+fn a_log_dir_that_is_a_regular_file_stops_start_up_with_exit_2() {
+    let (_dir, file) = file_in_the_way();
+    assert_refuses_to_start(&file);
+}
+
+/// Issue 9 asks for exactly one line. tracing-appender's builder first prints its own
+/// `Error reading the log directory/files: …` (the pruning of old files) to stderr; see
+/// `docs/benchmarks.md` § Fault tests for the fix in the service.
+#[test]
+#[ignore = "tracing-appender prints a second stderr line before the service's error"]
+fn an_unusable_log_dir_is_reported_in_exactly_one_line() {
+    let (_dir, file) = file_in_the_way();
+    for log_dir in [file.join("logs"), file.clone()] {
+        let (code, _, stderr) = start_with_log_dir(&log_dir);
+        assert_eq!(code, Some(2));
+        assert_eq!(
+            stderr.lines().count(),
+            1,
+            "one line on stderr, got:\n{stderr}"
+        );
+    }
+}
+
+/// Sends `n` requests to the victim; each must answer 200 and leave its access line on stdout.
+async fn serves_and_logs_to_stdout(app: &crate::helpers::TestApp, n: usize) {
+    for _ in 0..n {
+        let id = fresh_id("logfault");
+        let response = app.get_with_id("/api/orders/1", &id).await;
+        assert_eq!(response.status(), 200);
+        app.wait_for_event(&id, "request finished").await;
+    }
+}
+
+/// Polls until `pred` holds for the text of the files in `dir`, or fails after [`DEADLINE`].
+fn wait_for_file_text(dir: &Path, pred: impl Fn(&str) -> bool) {
+    let start = Instant::now();
+    loop {
+        let text: String = files_in(dir)
+            .iter()
+            .filter_map(|f| std::fs::read_to_string(f).ok())
+            .collect();
+        if pred(&text) {
+            return;
+        }
+        assert!(start.elapsed() < DEADLINE, "log file never matched");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[tokio::test]
+async fn the_log_file_removed_while_running_does_not_stop_serving_or_stdout() {
+    let log_dir = tempfile::tempdir().unwrap();
+    let app = spawn_app(&[("LOG_DIR", log_dir.path().to_str().unwrap())]).await;
+    let id = fresh_id("before-rm");
+    assert_eq!(app.get_with_id("/api/orders/1", &id).await.status(), 200);
+    wait_for_file_text(log_dir.path(), |text| text.contains(&id));
+
+    for file in files_in(log_dir.path()) {
+        std::fs::remove_file(file).unwrap();
+    }
+    std::fs::remove_dir(log_dir.path()).unwrap();
+
+    serves_and_logs_to_stdout(&app, 20).await;
+    let health = app.get("/healthz").await;
+    assert_eq!(health.status(), 200);
+}
+
+/// `service.YYYY-MM-DD.json` for `time` (UTC), the rolling appender's daily file name.
+fn daily_file_name(time: SystemTime) -> String {
+    let days = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("service.{year:04}-{month:02}-{day:02}.json")
+}
+
+#[test]
+fn daily_file_names_follow_the_calendar() {
+    let at = |secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+    assert_eq!(daily_file_name(at(0)), "service.1970-01-01.json");
+    assert_eq!(daily_file_name(at(951_782_400)), "service.2000-02-29.json");
+    assert_eq!(
+        daily_file_name(at(1_798_675_200)),
+        "service.2026-12-31.json"
+    );
+}
+
+/// A log directory whose current file is `/dev/full`: every write fails with ENOSPC.
+fn disk_full_log_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let now = SystemTime::now();
+    // Today's and tomorrow's file, in case the test runs across midnight UTC.
+    for time in [now, now + Duration::from_secs(86_400)] {
+        std::os::unix::fs::symlink("/dev/full", dir.path().join(daily_file_name(time))).unwrap();
+    }
+    dir
+}
+
+#[tokio::test]
+async fn a_full_disk_under_the_log_file_does_not_stop_serving_or_stdout() {
+    let log_dir = disk_full_log_dir();
+    let app = spawn_app(&[("LOG_DIR", log_dir.path().to_str().unwrap())]).await;
+    serves_and_logs_to_stdout(&app, 20).await;
+    assert_eq!(app.get("/healthz").await.status(), 200);
+}
+
+/// What issue 9 asks beyond the above: the failing file writes are reported, once, in the
+/// stdout log. The service does not do this yet (tracing-appender's writer thread discards
+/// write errors); see `docs/benchmarks.md` § Fault tests.
+#[tokio::test]
+#[ignore = "the service does not report log write errors yet"]
+async fn a_full_disk_under_the_log_file_is_reported_once_on_stdout() {
+    let log_dir = disk_full_log_dir();
+    let app = spawn_app(&[("LOG_DIR", log_dir.path().to_str().unwrap())]).await;
+    serves_and_logs_to_stdout(&app, 20).await;
+    let is_report = |l: &crate::helpers::LogLine| l.message() == Some("log write failed");
+    app.wait_for_line(is_report).await;
+    serves_and_logs_to_stdout(&app, 20).await;
+    let reports = app.lines().iter().filter(|l| is_report(l)).count();
+    assert_eq!(reports, 1, "reported once:\n{}", app.dump());
+}
