@@ -12,7 +12,8 @@
 //! serialised once, as a ready-to-paste JSON fragment (`"k":v,"k2":v2`), and an event copies
 //! the fragments verbatim. **Why not the `json-subscriber` crate**, which is built for this:
 //! version 0.2 has no span close events, and the lab needs each handler span's close line
-//! with `time.busy` and `time.idle`. Keeping tracing-subscriber's `fmt::Layer` and replacing
+//! with `time.busy` and `time.idle`. (The root span `request` prints no close line: the access
+//! line already reports the request, and one line per request is half the cost of two.) Keeping tracing-subscriber's `fmt::Layer` and replacing
 //! only its two formatting traits keeps those close events, the timings and the writers.
 
 use std::fmt::{self, Write as _};
@@ -30,6 +31,9 @@ use tracing_subscriber::{
     },
     registry::{LookupSpan, SpanRef},
 };
+
+/// The name of every request's root span ([`crate::request_id::LabRootSpan`]).
+pub const ROOT_SPAN: &str = "request";
 
 /// Formats span and event fields as a JSON object's *inside*: `"k":v,"k2":v2`.
 #[derive(Debug, Default, Clone, Copy)]

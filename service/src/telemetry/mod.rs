@@ -139,6 +139,7 @@ where
     Ok(fmt::layer()
         .with_span_events(FmtSpan::CLOSE)
         .with_ansi(false)
+        .log_internal_errors(false)
         .fmt_fields(json::JsonFields)
         .event_format(json::JsonLines)
         .with_writer(writer)
