@@ -11,10 +11,11 @@ use serde_json::Value;
 
 use crate::helpers::{free_port, DEADLINE};
 
-/// A running service whose stdout goes to `stdout_path`.
+/// A running service whose stdout goes to `stdout_path` and stderr to `stderr_path`.
 pub struct Service {
     pub addr: SocketAddr,
     pub stdout_path: PathBuf,
+    pub stderr_path: PathBuf,
     child: Child,
     _dir: tempfile::TempDir,
 }
@@ -26,6 +27,8 @@ impl Service {
         let dir = tempfile::tempdir().unwrap();
         let stdout_path = dir.path().join("stdout.jsonl");
         let stdout = std::fs::File::create(&stdout_path).unwrap();
+        let stderr_path = dir.path().join("stderr.txt");
+        let stderr = std::fs::File::create(&stderr_path).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_service"));
         cmd.env_clear()
             .env("LISTEN_ADDR", "127.0.0.1:0")
@@ -36,7 +39,7 @@ impl Service {
             .env("TOKIO_CONSOLE_BIND", format!("127.0.0.1:{}", free_port()))
             .stdin(Stdio::null())
             .stdout(stdout)
-            .stderr(Stdio::inherit());
+            .stderr(stderr);
         for (key, value) in extra {
             cmd.env(key, value);
         }
@@ -44,6 +47,7 @@ impl Service {
         let mut service = Self {
             addr: "127.0.0.1:0".parse().unwrap(),
             stdout_path,
+            stderr_path,
             child,
             _dir: dir,
         };
@@ -54,6 +58,11 @@ impl Service {
             .parse()
             .unwrap();
         service
+    }
+
+    /// What the service wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap()
     }
 
     pub fn pid(&self) -> u32 {
@@ -78,7 +87,10 @@ impl Service {
                 return line;
             }
             if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("service exited with {status} before the line appeared");
+                panic!(
+                    "service exited with {status} before the line appeared; stderr:\n{}",
+                    self.stderr()
+                );
             }
             assert!(
                 start.elapsed() < DEADLINE,
