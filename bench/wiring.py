@@ -37,8 +37,9 @@ CONFIGS = {
     "article, RUST_LOG=off": (ARTICLE, {"RUST_LOG": "off"}, "the article's wiring, nothing emitted"),
     "article, info JSON": (ARTICLE, {"RUST_LOG": "info"}, "the article's wiring, one JSON line per request"),
     "lab, no request tracing": (SERVICE, {"RUST_LOG": "off", "REQUEST_TRACING": "false", "LONG_POLL_MS": "0"}, "baseline: no root span, ids, access line or watchdog"),
+    "lab, RUST_LOG=off, no watchdog": (SERVICE, {"RUST_LOG": "off", "LONG_POLL_MS": "0"}, "request tracing without the watchdog, nothing emitted"),
     "lab, RUST_LOG=off": (SERVICE, {"RUST_LOG": "off"}, "the lab's wiring (watchdog on), nothing emitted"),
-    "lab, info JSON": (SERVICE, {"RUST_LOG": "info"}, "the lab's wiring: access line + span close line per request"),
+    "lab, info JSON": (SERVICE, {"RUST_LOG": "info"}, "the lab's wiring: one access line per request"),
     "lab, info JSON, files too": (SERVICE, {"RUST_LOG": "info", "LOG_DIR": "@tmp"}, "as above, also to rolling files"),
 }
 
