@@ -9,11 +9,14 @@
 use std::net::TcpListener;
 
 use actix_web::{
-    body::MessageBody,
+    body::{EitherBody, MessageBody},
     dev::{Server, ServiceRequest, ServiceResponse},
-    http::header::{HeaderName, HeaderValue},
+    http::{
+        header::{HeaderName, HeaderValue},
+        StatusCode,
+    },
     middleware::{from_fn, Condition, Next},
-    web, App, Error, HttpMessage, HttpServer,
+    web, App, Error, HttpMessage, HttpResponse, HttpServer,
 };
 use anyhow::Context;
 use tracing_actix_web::TracingLogger;
@@ -58,7 +61,8 @@ impl Application {
             // The factory runs on each worker thread, inside its runtime.
             watchdog::spawn_heartbeat(long_poll);
             App::new()
-                // Inner: sets the response header and writes the access line inside the span.
+                .wrap(from_fn(reject_oversized_headers))
+                // Sets the response header and writes the access line inside the span.
                 .wrap(Condition::new(tracing, from_fn(access_log)))
                 // Outer: opens the root span `request` around everything else.
                 .wrap(Condition::new(tracing, TracingLogger::<LabRootSpan>::new()))
@@ -94,6 +98,29 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// The most header bytes (names and values) a request may carry. actix-http accepts request
+/// heads up to 128 KiB; nothing the lab serves needs more than a few hundred bytes.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// Answers 431 with a JSON body when the request's headers exceed [`MAX_HEADER_BYTES`]. It runs
+/// inside the request span, so the refusal has an access line and a request id.
+async fn reject_oversized_headers(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
+    let size: usize = req
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if size > MAX_HEADER_BYTES {
+        let refusal = HttpResponse::build(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+            .json(serde_json::json!({ "error": format!("request headers exceed {MAX_HEADER_BYTES} bytes") }));
+        return Ok(req.into_response(refusal).map_into_right_body());
+    }
+    Ok(next.call(req).await?.map_into_left_body())
 }
 
 /// Resolves on the first SIGTERM or SIGINT, naming it.

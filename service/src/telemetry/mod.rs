@@ -55,11 +55,8 @@ pub struct TelemetryGuard {
 pub enum TelemetryError {
     #[error("invalid RUST_LOG filter: {0}")]
     Filter(#[from] tracing_subscriber::filter::ParseError),
-    #[error("cannot write logs to LOG_DIR {dir}: {source}")]
-    LogDir {
-        dir: String,
-        source: tracing_appender::rolling::InitError,
-    },
+    #[error("cannot write logs to LOG_DIR {dir}: {reason}")]
+    LogDir { dir: String, reason: String },
     #[error("a global tracing subscriber is already installed")]
     AlreadyInstalled,
     #[cfg(feature = "console")]
@@ -157,17 +154,21 @@ fn pretty_layer(writer: NonBlocking, filter: &str) -> Result<BoxedLayer, Telemet
 }
 
 /// Daily-rotated `service.YYYY-MM-DD.json` files, the oldest pruned beyond [`MAX_LOG_FILES`].
+/// The directory is checked first: tracing-appender's builder prints its own complaint about an
+/// unusable directory before returning its error, and a start-up failure should be one line.
 fn rolling_files(dir: &std::path::Path) -> Result<RollingFileAppender, TelemetryError> {
+    let unusable = |reason: String| TelemetryError::LogDir {
+        dir: dir.display().to_string(),
+        reason,
+    };
+    std::fs::create_dir_all(dir).map_err(|err| unusable(err.to_string()))?;
     RollingFileAppender::builder()
         .rotation(Rotation::DAILY)
         .filename_prefix("service")
         .filename_suffix("json")
         .max_log_files(MAX_LOG_FILES)
         .build(dir)
-        .map_err(|source| TelemetryError::LogDir {
-            dir: dir.display().to_string(),
-            source,
-        })
+        .map_err(|err| unusable(err.to_string()))
 }
 
 /// A log sink that reports its first write error on stderr. tracing-appender's writer thread
