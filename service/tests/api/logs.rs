@@ -145,7 +145,8 @@ async fn the_field_set_of_each_kind_of_line_is_pinned() {
     let set =
         |names: &[&str]| -> BTreeSet<String> { names.iter().map(|s| s.to_string()).collect() };
 
-    let app = spawn_app(&[]).await;
+    // A threshold above scheduling noise, so the warning names the handler (see watchdog.rs).
+    let app = spawn_app(&[("LONG_POLL_MS", "150")]).await;
     let id = fresh_id("fields");
     app.get_with_id("/config/sync/app.toml", &id).await;
     app.wait_for_event(&id, "request finished").await;

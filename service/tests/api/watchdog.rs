@@ -35,7 +35,7 @@ async fn run(app: &TestApp, path: &str) -> String {
 
 #[tokio::test]
 async fn each_bug_yields_one_worker_blocked_line_naming_its_handler_while_it_blocks() {
-    let app = spawn_app(&[("LONG_POLL_MS", "40")]).await;
+    let app = spawn_app(&[("LONG_POLL_MS", "100")]).await;
     for (path, handler) in [
         ("/config/sync/app.toml", "config_sync"),
         ("/cpu/inline?ms=300", "cpu_inline"),
