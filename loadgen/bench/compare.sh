@@ -33,6 +33,10 @@ CLIENT_CPU=${CLIENT_CPU:-1}
 SCHED=${SCHED-chrt -f 10}
 OUT=$ROOT/docs/loadgen-benchmark.md
 URL=http://127.0.0.1:$PORT/healthz
+# loadgen sends a fresh x-request-id with every request and the service echoes it; without one
+# the service mints its own. So that the one-worker server does the same work for every tool,
+# wrk and oha send a (fixed) id of the same length too.
+RID="x-request-id: 01a216e2-0000-7000-8000-000000000000"
 WORK=$(mktemp -d)
 SERVER_PID=
 
@@ -76,7 +80,7 @@ timed() { /usr/bin/time -f "%U %S" -o "$WORK/time" "$@"; }
 per_request() { python3 -c "u, s = open('$WORK/time').read().split()[-2:]; print(f'{(float(u) + float(s)) / $1 * 1e6:.2f}')"; }
 
 run_wrk() {
-    timed $SCHED taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" "$URL" >"$WORK/wrk.txt"
+    timed $SCHED taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" -H "$RID" "$URL" >"$WORK/wrk.txt"
     local n
     n=$(awk '/requests in/ {print $1}' "$WORK/wrk.txt")
     echo "$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.txt") $(per_request "$n")"
@@ -84,7 +88,7 @@ run_wrk() {
 
 run_oha() {
     timed $SCHED taskset -c "$CLIENT_CPU" oha -c "$CONNECTIONS" -z "${SECONDS_PER_RUN}s" --no-tui \
-        --output-format json "$URL" >"$WORK/oha.json"
+        -H "$RID" --output-format json "$URL" >"$WORK/oha.json"
     local n
     n=$(json "$WORK/oha.json" "sum(d['statusCodeDistribution'].values())")
     echo "$(json "$WORK/oha.json" "d['summary']['requestsPerSec']") $(per_request "$n")"
@@ -184,12 +188,14 @@ ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
     echo
     echo "| tool | command | req/s (median) | runs | server CPU busy % per run | generator CPU µs/request (median) | ratio to wrk |"
     echo "|---|---|---|---|---|---|---|"
-    echo "| wrk | \`taskset -c $CLIENT_CPU wrk -t1 -c$CONNECTIONS -d${SECONDS_PER_RUN}s $URL\` | $(printf '%.0f' "$M_WRK") | $(printf '%.0f ' "${WRK[@]}")| ${BUSY_WRK[*]} | $C_WRK | 1.00 |"
-    echo "| oha | \`taskset -c $CLIENT_CPU oha -c $CONNECTIONS -z ${SECONDS_PER_RUN}s --no-tui --output-format json $URL\` | $(printf '%.0f' "$M_OHA") | $(printf '%.0f ' "${OHA[@]}")| ${BUSY_OHA[*]} | $C_OHA | $(ratio "$M_OHA" "$M_WRK") |"
+    echo "| wrk | \`taskset -c $CLIENT_CPU wrk -t1 -c$CONNECTIONS -d${SECONDS_PER_RUN}s -H '$RID' $URL\` | $(printf '%.0f' "$M_WRK") | $(printf '%.0f ' "${WRK[@]}")| ${BUSY_WRK[*]} | $C_WRK | 1.00 |"
+    echo "| oha | \`taskset -c $CLIENT_CPU oha -c $CONNECTIONS -z ${SECONDS_PER_RUN}s --no-tui -H '$RID' --output-format json $URL\` | $(printf '%.0f' "$M_OHA") | $(printf '%.0f ' "${OHA[@]}")| ${BUSY_OHA[*]} | $C_OHA | $(ratio "$M_OHA" "$M_WRK") |"
     echo "| loadgen | \`taskset -c $CLIENT_CPU loadgen http://127.0.0.1:$PORT --connections $CONNECTIONS --duration ${SECONDS_PER_RUN}s --mix healthz=1\` | $(printf '%.0f' "$M_LG") | $(printf '%.0f ' "${LG[@]}")| ${BUSY_LG[*]} | $C_LG | $(ratio "$M_LG" "$M_WRK") |"
     echo
     echo "loadgen / oha = $(ratio "$M_LG" "$M_OHA"); loadgen / wrk = $(ratio "$M_LG" "$M_WRK") (goal: ≥ 1 and ≥ 0.8)."
     echo "loadgen's figure is requests / elapsed wall time of the round (including the drain), like wrk's."
+    echo "wrk and oha send a fixed x-request-id of the same length as loadgen's fresh UUID v7 per request,"
+    echo "so the server echoes an id for every tool instead of minting one for two of them."
     echo "Server CPU near 100 % means the one-worker server, not the generator, set the pace: the"
     echo "tools then tie, and the ratio says only that loadgen is not the bottleneck. The generator's CPU"
     echo "time per request (user + system, kernel TCP work included) compares the tools' own cost"
