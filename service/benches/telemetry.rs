@@ -1,0 +1,180 @@
+//! Micro-benchmarks of the service's tracing wiring (issues 8 and 9), built from the library's
+//! public telemetry functions so they measure what the binary installs:
+//! `telemetry::json_layer` (the JSON lines, with its own `EnvFilter`) and `watchdog::layer`
+//! (the blocking watchdog), on one registry, writing through a tracing-appender non-blocking
+//! lossless writer (as `telemetry::init` configures it) into `io::sink()`.
+//!
+//! - `event/filtered_out/*`: a `debug!` the filter rejects (goal ≤ 10 ns);
+//! - `event/emitted/*`: an `info!` with three fields formatted as JSON and queued to the writer
+//!   (goal ≤ 1 µs), outside any span and inside a request span;
+//! - `span/*`: entering and exiting a request span (one poll of a handler), and a whole span's
+//!   life (create, enter, exit, close — the close writes its own JSON line);
+//! - `poll/*`: enter+exit with and without the watchdog layer; the difference is the
+//!   watchdog's cost per poll (and the watchdog alone on the registry).
+//!
+//! Run: `cargo bench -p service --bench telemetry` (numbers in `docs/benchmarks.md`). Pinning
+//! the process to one CPU (`taskset -c 0`) makes the writer thread share it, as a one-worker
+//! container would.
+
+use std::{hint::black_box, time::Duration};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use service::{
+    telemetry::{json_layer, BoxedLayer},
+    watchdog,
+};
+use tracing::Dispatch;
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
+use tracing_subscriber::layer::SubscriberExt;
+
+/// The service's default watchdog threshold (`LONG_POLL_MS`).
+const LONG_POLL: Duration = Duration::from_millis(40);
+
+/// Which of the service's layers a subscriber carries.
+#[derive(Clone, Copy)]
+struct Wiring {
+    json_filter: Option<&'static str>,
+    watchdog: bool,
+}
+
+/// JSON (filter "info") and the watchdog: the release binary with `RUST_LOG=info`.
+const SERVICE: Wiring = Wiring {
+    json_filter: Some("info"),
+    watchdog: true,
+};
+
+/// A subscriber with `wiring`'s layers, in `telemetry::init`'s order, and the writer's guard.
+fn subscriber(wiring: Wiring) -> (Dispatch, WorkerGuard) {
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("bench-writer")
+        .finish(std::io::sink());
+    let mut layers: Vec<BoxedLayer> = Vec::new();
+    if wiring.watchdog {
+        layers.extend(watchdog::layer(LONG_POLL));
+    }
+    if let Some(filter) = wiring.json_filter {
+        layers.push(json_layer(writer, filter).expect("valid filter"));
+    }
+    let dispatch = Dispatch::new(tracing_subscriber::registry().with(layers));
+    (dispatch, guard)
+}
+
+/// Runs `f` with `wiring`'s subscriber as this thread's default, then drops it (so its
+/// callsite interests do not leak into the next benchmark).
+fn with_wiring(wiring: Wiring, f: impl FnOnce()) {
+    let (dispatch, guard) = subscriber(wiring);
+    tracing::dispatcher::with_default(&dispatch, f);
+    drop(dispatch);
+    drop(guard);
+}
+
+/// The request root span the service opens for every request (`request_id::LabRootSpan`).
+fn request_span() -> tracing::Span {
+    tracing::info_span!(
+        "request",
+        request_id = "01939b4e-8a4c-7d2e-9f00-5a1b2c3d4e5f",
+        method = "GET",
+        route = "/api/orders/{id}"
+    )
+}
+
+fn events(c: &mut Criterion) {
+    let mut group = c.benchmark_group("event");
+    for (name, filter) in [
+        ("static_info", "info"),
+        ("span_directive", "info,[cpu_inline]=debug"),
+    ] {
+        let wiring = Wiring {
+            json_filter: Some(filter),
+            ..SERVICE
+        };
+        with_wiring(wiring, || {
+            group.bench_function(format!("filtered_out/{name}"), |b| {
+                b.iter(|| tracing::debug!(order_id = black_box(7u64), "filtered out"))
+            });
+        });
+    }
+    with_wiring(SERVICE, || {
+        group.bench_function("emitted/no_span", |b| {
+            b.iter(|| {
+                tracing::info!(
+                    order_id = black_box(7u64),
+                    status = 200u16,
+                    latency_ms = 0.42,
+                    "request finished"
+                )
+            })
+        });
+        let span = request_span();
+        let _entered = span.enter();
+        group.bench_function("emitted/in_request_span", |b| {
+            b.iter(|| {
+                tracing::info!(
+                    order_id = black_box(7u64),
+                    status = 200u16,
+                    latency_ms = 0.42,
+                    "request finished"
+                )
+            })
+        });
+    });
+    group.finish();
+}
+
+fn spans(c: &mut Criterion) {
+    let mut group = c.benchmark_group("span");
+    with_wiring(SERVICE, || {
+        let span = request_span();
+        group.bench_function("enter_exit", |b| b.iter(|| span.in_scope(|| black_box(1))));
+        group.bench_function("create_enter_exit_close", |b| {
+            b.iter(|| request_span().in_scope(|| black_box(1)))
+        });
+    });
+    group.finish();
+}
+
+fn polls(c: &mut Criterion) {
+    let mut group = c.benchmark_group("poll");
+    for (name, watchdog) in [("without_watchdog", false), ("with_watchdog", true)] {
+        let wiring = Wiring {
+            watchdog,
+            ..SERVICE
+        };
+        with_wiring(wiring, || {
+            let span = request_span();
+            group.bench_function(format!("enter_exit/{name}"), |b| {
+                b.iter(|| span.in_scope(|| black_box(1)))
+            });
+        });
+    }
+    // The watchdog on a registry without the JSON layer: its own cost plus the registry's.
+    // (A registry with no layer at all is no baseline: it disables every span.)
+    with_wiring(
+        Wiring {
+            json_filter: None,
+            watchdog: true,
+        },
+        || {
+            let span = request_span();
+            group.bench_function("enter_exit/watchdog_only", |b| {
+                b.iter(|| span.in_scope(|| black_box(1)))
+            });
+        },
+    );
+    group.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(50)
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = events, spans, polls
+}
+criterion_main!(benches);
