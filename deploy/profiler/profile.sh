@@ -77,15 +77,20 @@ fi
 # --- the window ----------------------------------------------------------------------------
 log "recording pid $pid ($exe) for ${WINDOW_SECS}s: on-CPU at ${FREQ} Hz, off-CPU, syscalls over ${TRACE_MS} ms"
 started=$SECONDS
-(cd "$work" && perf record -q -F "$FREQ" -g -p "$pid" -o "$work/on.data" -- sleep "$WINDOW_SECS") \
-  >"$work/on.log" 2>&1 & on=$!
-(cd "$work" && perf record -q -e sched:sched_switch --switch-events --call-graph dwarf \
-  -p "$pid" -o "$work/off.data" -- sleep "$WINDOW_SECS") >"$work/off.log" 2>&1 & off=$!
-(cd "$work" && timeout -s INT "$WINDOW_SECS" perf trace --duration "$TRACE_MS" \
-  --call-graph fp -p "$pid" -o "$work/trace.txt") >"$work/trace.log" 2>&1 & tr=$!
+# Buffer sizes (-m, pages per CPU) are explicit: the three recorders share root's locked-memory
+# allowance (perf_event_mlock_kb per CPU plus RLIMIT_MEMLOCK), and without CAP_IPC_LOCK perf
+# trace's default alone is refused. Each recorder times its window with `-- sleep`, which starts
+# once perf is attached (attaching takes seconds on a busy machine); `timeout` only guards hangs.
+guard=$((WINDOW_SECS + 120))
+(cd "$work" && timeout -k 5 "$guard" perf record -q -m 16 -F "$FREQ" -g -p "$pid" \
+  -o "$work/on.data" -- sleep "$WINDOW_SECS") >"$work/on.log" 2>&1 & on=$!
+(cd "$work" && timeout -k 5 "$guard" perf record -q -m 128 -e sched:sched_switch --switch-events \
+  --call-graph dwarf -p "$pid" -o "$work/off.data" -- sleep "$WINDOW_SECS") >"$work/off.log" 2>&1 & off=$!
+(cd "$work" && timeout -k 5 "$guard" perf trace -m 32 --duration "$TRACE_MS" --call-graph fp \
+  -p "$pid" -o "$work/trace.txt" -- sleep "$WINDOW_SECS") >"$work/trace.log" 2>&1 & tr=$!
 wait "$on" || die "on-CPU recording failed: $(grep -v '^$' "$work/on.log" | head -n1)"
 wait "$off" || die "off-CPU recording failed: $(grep -v '^$' "$work/off.log" | head -n1)"
-wait "$tr"  # timeout's SIGINT is how perf trace is meant to stop; its status says nothing
+wait "$tr" || die "perf trace failed: $(grep -v '^$' "$work/trace.log" | head -n1)"
 [ -s "$work/trace.txt" ] || : > "$work/trace.txt"
 log "recorded in $((SECONDS - started))s; drawing"
 
