@@ -12,7 +12,12 @@ Each check prints what it saw and exits 1 with one line on failure. A report fil
 JSON object per round; the last round is checked.
 """
 import json
+import re
 import sys
+
+# `docker compose logs` (2.26) writes an erase-line sequence before each line even with
+# --no-color when stdout is not a terminal.
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 def last_round(path):
@@ -82,7 +87,7 @@ def slowest(report_path, logs_path):
               if s["status"] is not None and fleet_flavors.get(s["instance"]) == "release"]
     logged, lines, bad = set(), 0, 0
     for raw in open(logs_path, encoding="utf-8", errors="replace"):
-        raw = raw.strip()
+        raw = ANSI.sub("", raw).strip()
         if not raw:
             continue
         try:
@@ -100,6 +105,8 @@ def slowest(report_path, logs_path):
             if s.get("request_id"):
                 logged.add(s["request_id"])
     print(f"  {lines} JSON log lines ({bad} not JSON), {len(logged)} distinct request_ids")
+    if bad:
+        sys.exit(f"FAIL: {bad} api log lines are not JSON")
     if not wanted:
         sys.exit("FAIL: loadgen's slowest list has no request answered by an api replica")
     missing = [s["request_id"] for s in wanted if s["request_id"] not in logged]

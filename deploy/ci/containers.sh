@@ -76,7 +76,7 @@ for _ in $(seq 1 30); do
   sleep 1
 done
 [ "$state" = "exited 2" ] || fail "bad SLOW_DISK_MS: container state '$state', expected 'exited 2'"
-bad_log="$(docker compose -p "$bad_project" logs --no-log-prefix --no-color api)"
+bad_log="$(docker compose -p "$bad_project" logs --no-log-prefix --no-color api | sed 's/\x1b\[[0-9;]*[A-Za-z]//g')"
 printf '  %s\n' "$bad_log"
 [ "$(printf '%s\n' "$bad_log" | grep -c .)" = 1 ] || fail "expected exactly one log line"
 grep -q "invalid value 'abc'" <<<"$bad_log" || fail "the log line does not name the bad value"
