@@ -38,6 +38,7 @@ cleanup() {
     compose logs --tail 20 --no-color canary >&2 2>/dev/null || true
   fi
   if docker info >/dev/null 2>&1; then
+    docker rm -f "$project-load" >/dev/null 2>&1 || true
     compose down -v --remove-orphans >/dev/null 2>&1 || true
   fi
   rm -rf "$scratch"
