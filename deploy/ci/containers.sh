@@ -67,6 +67,17 @@ build_start=$SECONDS
 compose build api canary loadgen
 echo "build: $((SECONDS - build_start)) s"
 docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' 'taillab/*'
+for image in taillab/service:release taillab/service:canary taillab/loadgen:local; do
+  user="$(docker image inspect -f '{{.Config.User}}' "$image")"
+  case "$user" in ""|root|0|0:*) fail "$image runs as root" ;; esac
+done
+for image in taillab/service:release taillab/service:canary; do
+  [ "$(docker image inspect -f '{{if .Config.Healthcheck}}yes{{end}}' "$image")" = yes ] \
+    || fail "$image has no healthcheck"
+done
+release_bytes="$(docker image inspect -f '{{.Size}}' taillab/service:release)"
+[ "$release_bytes" -le $((40 * 1000 * 1000)) ] || fail "release image is $release_bytes bytes (> 40 MB)"
+echo "ok: non-root images, healthchecks, release image $((release_bytes / 1000000)) MB"
 
 step "bad input: an invalid SLOW_DISK_MS stops the replica with one line in its logs"
 SLOW_DISK_MS=abc API_REPLICAS=1 docker compose -p "$bad_project" up -d --no-build --no-deps api
