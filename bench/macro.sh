@@ -134,7 +134,8 @@ CONFIGS=(
 )
 : >"$WORK/throughput.txt"
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-BUSY_BEFORE=$(pgrep -fa 'cargo|rustc|dockerd.*build|docker build|buildkit' | grep -v "$$" | grep -vc 'bench/macro.sh' || true)
+busy() { { pgrep -x cargo; pgrep -x rustc; pgrep -f 'buildkit/executor/runc'; } | wc -l; }
+BUSY_BEFORE=$(busy)
 for round in $(seq 1 "$RUNS"); do
   for entry in "${CONFIGS[@]}"; do
     IFS='|' read -r name bin stdout settings <<<"$entry"
@@ -259,7 +260,7 @@ repro orders=99,config_sync=1 "$WORK/repro-bug.json"
 repro orders=99,config_async=1 "$WORK/repro-fix.json"
 COMMANDS+=("reproduction: service (defaults: WORKERS=nproc, DEPENDENCY_MS=5, SLOW_DISK_MS=300); loadgen http://127.0.0.1:PORT --rate 200 --mix orders=99,config_sync=1 --duration ${REPRO}s --rounds 1 --output bug.json; the same with --mix orders=99,config_async=1")
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
-BUSY_AFTER=$(pgrep -fa 'cargo|rustc|dockerd.*build|docker build|buildkit' | grep -v "$$" | grep -vc 'bench/macro.sh' || true)
+BUSY_AFTER=$(busy)
 
 # --- 5. micro-benchmarks ----------------------------------------------------------------------
 if [ "$MICRO" = 1 ]; then

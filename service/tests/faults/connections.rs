@@ -130,9 +130,13 @@ async fn ten_thousand_held_connections_get_no_errors_and_bounded_memory() {
         "service RSS: idle {idle_kib} KiB, {CONNECTIONS} connections held {held_kib} KiB \
          ({per_connection} B per connection; {fds} fds; opened in {ramp:?})"
     );
-    // Bounded: a generous 64 KiB per connection over idle.
+    // Bounded: a generous budget per connection over idle. Each connection is a tokio task,
+    // and the canary's console layer keeps state per task (26–70 KiB per connection measured
+    // in debug builds; see also `docs/benchmarks.md` § Memory), so its budget is larger.
+    let budget_kib: u64 = if cfg!(feature = "console") { 256 } else { 64 };
     assert!(
-        held_kib < idle_kib + 64 * CONNECTIONS as u64,
-        "RSS {held_kib} KiB with {CONNECTIONS} connections (idle {idle_kib} KiB)"
+        held_kib < idle_kib + budget_kib * CONNECTIONS as u64,
+        "RSS {held_kib} KiB with {CONNECTIONS} connections (idle {idle_kib} KiB, budget \
+         {budget_kib} KiB per connection)"
     );
 }
