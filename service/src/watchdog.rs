@@ -20,7 +20,8 @@
 //!   That catches blocking code outside any span (a detached, un-instrumented task).
 //!
 //! The layer only sees spans at INFO or above, so it makes no per-event work, and its cost per
-//! poll is two uncontended mutex operations (`docs/benchmarks.md`).
+//! poll is two uncontended mutex operations: a span's name and request id are looked up only
+//! when a poll has already run past the threshold (`docs/benchmarks.md`).
 
 use std::{
     cell::Cell,
@@ -32,7 +33,9 @@ use tracing::{
     field::{Field, Visit},
     span, Id, Level, Subscriber,
 };
-use tracing_subscriber::{filter::filter_fn, layer::Context, registry::LookupSpan, Layer};
+use tracing_subscriber::{
+    filter::filter_fn, layer::Context, registry::LookupSpan, Layer, Registry,
+};
 
 use crate::telemetry::BoxedLayer;
 
@@ -45,23 +48,24 @@ pub struct WatchdogLayer {
 /// The span field the watchdog reports.
 const REQUEST_ID: &str = "request_id";
 
-/// One entered span.
+/// What the checker reports about a poll: resolved once, when it fires.
 #[derive(Debug, Clone)]
-struct Frame {
-    id: Id,
+struct Culprit {
     name: &'static str,
     request_id: Option<Arc<str>>,
 }
 
-/// What one thread is polling right now.
+/// What one thread is polling right now. The hot path (every span enter and exit) only pushes
+/// and pops ids under an uncontended lock; names and request ids are looked up by the checker,
+/// and only for a poll that has run past the threshold.
 #[derive(Debug, Default)]
 struct PollState {
     /// Entered spans, outermost first. Empty between polls.
-    stack: Vec<Frame>,
+    stack: Vec<Id>,
     /// When the outermost span was entered: the start of the poll.
     started: Option<Instant>,
-    /// The frame the checker reported for this poll, if it did.
-    reported: Option<Frame>,
+    /// What the checker reported for this poll, if it did.
+    reported: Option<Culprit>,
 }
 
 /// A thread's poll state, shared with the checker thread.
@@ -128,6 +132,26 @@ pub fn layer(threshold: Duration) -> Option<BoxedLayer> {
     )
 }
 
+/// The name and request id of a live span, from the global registry.
+fn resolve(id: &Id) -> Culprit {
+    tracing::dispatcher::get_default(|dispatch| {
+        let registry = dispatch.downcast_ref::<Registry>()?;
+        let span = registry.span(id)?;
+        let request_id = span
+            .extensions()
+            .get::<SpanRequestId>()
+            .map(|r| Arc::clone(&r.0));
+        Some(Culprit {
+            name: span.name(),
+            request_id,
+        })
+    })
+    .unwrap_or(Culprit {
+        name: "unknown",
+        request_id: None,
+    })
+}
+
 /// One pass of the checker: warn once about every poll that has run past `threshold`.
 fn check(threshold: Duration) {
     let slots: Vec<Arc<Slot>> = {
@@ -143,14 +167,15 @@ fn check(threshold: Duration) {
         if state.reported.is_some() || elapsed < threshold {
             continue;
         }
-        let culprit = state
+        let id = state
             .stack
             .last()
             .cloned()
             .expect("a poll in progress has a frame");
-        // The span is entered on its thread, and cannot close before the lock is released.
+        // The span is entered on its thread and cannot close before the lock is released.
+        let culprit = resolve(&id);
         tracing::warn!(
-            parent: culprit.id.clone(),
+            parent: id,
             handler = culprit.name,
             request_id = culprit.request_id.as_deref(),
             thread = slot.thread,
@@ -167,6 +192,9 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        if attrs.metadata().fields().field(REQUEST_ID).is_none() {
+            return;
+        }
         let mut visitor = RequestIdVisitor(None);
         attrs.record(&mut visitor);
         if let (Some(request_id), Some(span)) = (visitor.0, ctx.span(id)) {
@@ -174,31 +202,21 @@ where
         }
     }
 
-    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
-        let Some(span) = ctx.span(id) else { return };
-        let request_id = span
-            .extensions()
-            .get::<SpanRequestId>()
-            .map(|r| Arc::clone(&r.0));
-        let frame = Frame {
-            id: id.clone(),
-            name: span.name(),
-            request_id,
-        };
+    fn on_enter(&self, id: &Id, _ctx: Context<'_, S>) {
         SLOT.with(|slot| {
             let mut state = slot.state.lock().unwrap_or_else(|p| p.into_inner());
             if state.stack.is_empty() {
                 state.started = Some(Instant::now());
                 state.reported = None;
             }
-            state.stack.push(frame);
+            state.stack.push(id.clone());
         });
     }
 
     fn on_exit(&self, id: &Id, _ctx: Context<'_, S>) {
         let ended = SLOT.with(|slot| {
             let mut state = slot.state.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(position) = state.stack.iter().rposition(|f| f.id == *id) {
+            if let Some(position) = state.stack.iter().rposition(|entered| entered == id) {
                 state.stack.truncate(position);
             }
             if !state.stack.is_empty() {
