@@ -6,37 +6,13 @@
 //! heartbeat (`worker stall`) and a profiler can catch it. `GET /background/offload?ms=` runs
 //! the same sleep on the blocking pool.
 
-use std::time::Duration;
-
 use actix_web::{web, HttpResponse};
-use serde::Deserialize;
 
+use super::WorkQuery;
 use crate::errors::ApiError;
 
-/// The longest block a request may ask for.
-pub const MAX_BACKGROUND_MS: u64 = 2000;
-const DEFAULT_BACKGROUND_MS: u64 = 200;
-
-#[derive(Debug, Deserialize)]
-pub struct BackgroundQuery {
-    ms: Option<u64>,
-}
-
-impl BackgroundQuery {
-    fn duration(&self) -> Result<Duration, ApiError> {
-        match self.ms.unwrap_or(DEFAULT_BACKGROUND_MS) {
-            ms if ms > MAX_BACKGROUND_MS => Err(ApiError::BadRequest(format!(
-                "ms must be at most {MAX_BACKGROUND_MS}"
-            ))),
-            ms => Ok(Duration::from_millis(ms)),
-        }
-    }
-}
-
 /// BUG: a detached task that blocks the worker, outside any span.
-pub async fn background_blocking(
-    query: web::Query<BackgroundQuery>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn background_blocking(query: web::Query<WorkQuery>) -> Result<HttpResponse, ApiError> {
     let work = query.duration()?;
     actix_web::rt::spawn(async move { std::thread::sleep(work) });
     Ok(HttpResponse::Accepted()
@@ -44,9 +20,7 @@ pub async fn background_blocking(
 }
 
 /// FIX: the same work on the blocking pool.
-pub async fn background_offload(
-    query: web::Query<BackgroundQuery>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn background_offload(query: web::Query<WorkQuery>) -> Result<HttpResponse, ApiError> {
     let work = query.duration()?;
     actix_web::rt::spawn(async move {
         let _ = web::block(move || std::thread::sleep(work)).await;

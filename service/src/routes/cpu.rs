@@ -10,34 +10,14 @@ use std::{
 };
 
 use actix_web::{web, HttpResponse};
-use serde::Deserialize;
 use tracing::info;
 
+use super::WorkQuery;
 use crate::{errors::ApiError, request_id::RequestId};
-
-/// The longest burn a request may ask for.
-pub const MAX_CPU_MS: u64 = 2000;
-const DEFAULT_CPU_MS: u64 = 200;
-
-#[derive(Debug, Deserialize)]
-pub struct CpuQuery {
-    ms: Option<u64>,
-}
-
-impl CpuQuery {
-    fn duration(&self) -> Result<Duration, ApiError> {
-        match self.ms.unwrap_or(DEFAULT_CPU_MS) {
-            ms if ms > MAX_CPU_MS => Err(ApiError::BadRequest(format!(
-                "ms must be at most {MAX_CPU_MS}"
-            ))),
-            ms => Ok(Duration::from_millis(ms)),
-        }
-    }
-}
 
 /// BUG: the loop runs on the worker thread.
 pub async fn cpu_inline(
-    query: web::Query<CpuQuery>,
+    query: web::Query<WorkQuery>,
     request_id: RequestId,
 ) -> Result<HttpResponse, ApiError> {
     let work = query.duration()?;
@@ -53,7 +33,7 @@ async fn cpu_inline_work(work: Duration, request_id: &RequestId) -> Result<HttpR
 
 /// FIX: the same loop on the blocking pool.
 pub async fn cpu_offload(
-    query: web::Query<CpuQuery>,
+    query: web::Query<WorkQuery>,
     request_id: RequestId,
 ) -> Result<HttpResponse, ApiError> {
     let work = query.duration()?;

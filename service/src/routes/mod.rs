@@ -48,6 +48,29 @@ impl AppState {
     }
 }
 
+/// `?ms=`: how long a handler works, with a default and a cap (CPU burn, detached block).
+#[derive(Debug, serde::Deserialize)]
+pub struct WorkQuery {
+    ms: Option<u64>,
+}
+
+impl WorkQuery {
+    /// The longest work a request may ask for.
+    pub const MAX_MS: u64 = 2000;
+    const DEFAULT_MS: u64 = 200;
+
+    /// The requested duration (default 200 ms); more than [`Self::MAX_MS`] is a 400.
+    pub fn duration(&self) -> Result<Duration, ApiError> {
+        match self.ms.unwrap_or(Self::DEFAULT_MS) {
+            ms if ms > Self::MAX_MS => Err(ApiError::BadRequest(format!(
+                "ms must be at most {}",
+                Self::MAX_MS
+            ))),
+            ms => Ok(Duration::from_millis(ms)),
+        }
+    }
+}
+
 /// Registers every route, and makes extractor failures (bad path or query) JSON 400s.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(
