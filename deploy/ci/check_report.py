@@ -7,6 +7,8 @@
                                                 /config/sync is >= RATIO x its baseline p99
   check_report.py slowest REPORT LOGS           request_ids of the slowest requests served by
                                                 the fleet appear in its JSON log lines
+  check_report.py watchdog LOGS MAX_DELAY_MS     every /config/sync request has one `worker
+                                                blocked` line, within MAX_DELAY_MS of its start
 
 Each check prints what it saw and exits 1 with one line on failure. A report file holds one
 JSON object per round; the last round is checked.
@@ -118,8 +120,43 @@ def slowest(report_path, logs_path):
     print(f"ok: all {len(wanted)} slowest fleet request_ids are in the api replicas' logs")
 
 
+def watchdog(logs_path, max_delay_ms):
+    """Every /config/sync request of the release fleet has exactly one `worker blocked` line
+    naming `config_sync` and its request_id, written at most max_delay_ms after the handler's
+    `loading config` line (while it blocks: the slow disk is 300 ms)."""
+    from datetime import datetime
+
+    def when(line):
+        return datetime.fromisoformat(line["timestamp"].replace("Z", "+00:00"))
+
+    loading, blocked = {}, {}
+    for raw in open(logs_path, encoding="utf-8", errors="replace"):
+        try:
+            line = json.loads(ANSI.sub("", raw).strip())
+        except ValueError:
+            continue
+        fields, span = line.get("fields") or {}, line.get("span") or {}
+        if fields.get("message") == "loading config" and span.get("name") == "config_sync":
+            loading[span["request_id"]] = when(line)
+        elif fields.get("message") == "worker blocked":
+            blocked.setdefault(fields.get("request_id"), []).append((fields.get("handler"), when(line)))
+    if not loading:
+        sys.exit("FAIL: no /config/sync request in the api logs")
+    delays = []
+    for rid, started in loading.items():
+        warnings = blocked.get(rid, [])
+        if len(warnings) != 1 or warnings[0][0] != "config_sync":
+            sys.exit(f"FAIL: /config/sync request {rid} has these watchdog warnings: {warnings}")
+        delays.append((warnings[0][1] - started).total_seconds() * 1000)
+    print(f"  {len(loading)} /config/sync requests, one `worker blocked` each, "
+          f"{min(delays):.0f}-{max(delays):.0f} ms after `loading config`")
+    if max(delays) > float(max_delay_ms):
+        sys.exit(f"FAIL: a warning came {max(delays):.0f} ms after the block began")
+    print("ok: the release fleet's own logs name every blocking /config/sync request while it blocks")
+
+
 if __name__ == "__main__":
-    checks = {"fleet": fleet, "tail": tail, "slowest": slowest}
+    checks = {"fleet": fleet, "tail": tail, "slowest": slowest, "watchdog": watchdog}
     if len(sys.argv) < 3 or sys.argv[1] not in checks:
         sys.exit(__doc__)
     checks[sys.argv[1]](*sys.argv[2:])
