@@ -134,7 +134,7 @@ CONFIGS=(
 )
 : >"$WORK/throughput.txt"
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-busy() { { pgrep -x cargo; pgrep -x rustc; pgrep -f 'buildkit/executor/runc'; } | wc -l; }
+busy() { { pgrep -x cargo || true; pgrep -x rustc || true; pgrep -f 'buildkit/executor/runc' || true; } | wc -l; }
 BUSY_BEFORE=$(busy)
 for round in $(seq 1 "$RUNS"); do
   for entry in "${CONFIGS[@]}"; do
