@@ -273,3 +273,5 @@ export LOAD_BEFORE LOAD_AFTER BUSY_BEFORE BUSY_AFTER RSS_IDLE RSS_10K HWM_10K HO
 printf '%s\n' "${COMMANDS[@]}" >"$WORK/commands.txt"
 python3 bench/render_benchmarks.py
 log "wrote $OUT"
+# Keep the raw results (re-render with the same environment: WORK=<dir> … python3 bench/render_benchmarks.py).
+rm -rf "$TARGET/macro-last" && cp -r "$WORK" "$TARGET/macro-last"

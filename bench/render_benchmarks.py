@@ -295,4 +295,8 @@ w("Known limit, not a test failure: removing the log file raises no error on Lin
   "descriptor writes on to the unlinked file) and tracing-appender does not reopen it, so those "
   "lines are lost until the next daily file; stdout is unaffected.")
 w("")
+notes = ROOT / "bench" / "benchmarks-notes.md"
+if notes.exists():
+    w(notes.read_text().rstrip())
+    w("")
 Path(ENV["OUT"]).write_text("\n".join(md))
