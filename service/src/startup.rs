@@ -141,23 +141,27 @@ async fn access_log(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let id = req.extensions().get::<RequestId>().cloned();
     let mut res = next.call(req).await?;
     let request = res.request();
-    if let Some(start) = request.extensions().get::<RequestStart>() {
-        tracing::info!(
-            method = %request.method(),
-            route = start.route,
-            status = res.status().as_u16(),
-            latency_ms = start.at.elapsed().as_secs_f64() * 1000.0,
-            "request finished"
-        );
-    }
-    if let Some(id) = id {
-        if let Ok(value) = HeaderValue::from_str(id.as_str()) {
-            res.headers_mut()
-                .insert(HeaderName::from_static(request_id::HEADER), value);
+    let header = {
+        let extensions = request.extensions();
+        if let Some(start) = extensions.get::<RequestStart>() {
+            tracing::info!(
+                method = %request.method(),
+                route = start.route,
+                status = res.status().as_u16(),
+                latency_ms = start.at.elapsed().as_secs_f64() * 1000.0,
+                "request finished"
+            );
         }
+        // The id was validated as header-safe ASCII; read it where it is, without a copy.
+        extensions
+            .get::<RequestId>()
+            .and_then(|id| HeaderValue::from_str(id.as_str()).ok())
+    };
+    if let Some(value) = header {
+        res.headers_mut()
+            .insert(HeaderName::from_static(request_id::HEADER), value);
     }
     Ok(res)
 }
