@@ -69,13 +69,12 @@ fn with_wiring(wiring: Wiring, f: impl FnOnce()) {
     drop(guard);
 }
 
-/// The request root span the service opens for every request (`request_id::LabRootSpan`).
+/// The request root span the service opens for every request (`request_telemetry`).
 fn request_span() -> tracing::Span {
     tracing::info_span!(
         "request",
         request_id = "01939b4e-8a4c-7d2e-9f00-5a1b2c3d4e5f",
-        method = "GET",
-        route = "/api/orders/{id}"
+        method = "GET"
     )
 }
 

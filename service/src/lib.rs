@@ -12,6 +12,7 @@ pub mod console;
 pub mod errors;
 pub mod healthcheck;
 pub mod request_id;
+pub mod request_telemetry;
 pub mod routes;
 pub mod startup;
 pub mod telemetry;

@@ -1,19 +1,14 @@
 //! Request ids: one per request, kept from the client when it is safe, echoed in the response,
-//! and carried by the request's root span so every log line of the request names it.
-//!
-//! tracing-actix-web deliberately ignores an incoming `x-request-id` and never sets the
-//! response header; the lab needs both, so the root span is built here ([`LabRootSpan`]) and
-//! the header is set by the access-log middleware ([`crate::startup`]).
+//! and carried by the request's root span so every log line of the request names it
+//! ([`crate::request_telemetry`] opens that span and sets the response header).
 
-use std::{fmt, time::Instant};
+use std::fmt;
 
 use actix_web::{
-    body::MessageBody,
-    dev::{Payload, ServiceRequest, ServiceResponse},
+    dev::{Payload, ServiceRequest},
+    http::header::HeaderValue,
     Error, FromRequest, HttpMessage, HttpRequest,
 };
-use tracing::Span;
-use tracing_actix_web::RootSpanBuilder;
 
 /// Request and response header carrying the id.
 pub const HEADER: &str = "x-request-id";
@@ -22,43 +17,55 @@ pub const HEADER: &str = "x-request-id";
 pub const MAX_LEN: usize = 64;
 
 /// A request's id: the client's, when it passes [`RequestId::from_client`], or a fresh UUID v7.
+///
+/// It is stored as the header value it is sent back as: a client's id is the request header's
+/// own bytes (cloning it bumps a reference count), a fresh id is formatted once, and echoing
+/// either in the response copies nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestId(String);
+pub struct RequestId(HeaderValue);
 
 impl RequestId {
     /// Keeps a client-supplied id only when it is 1–64 characters of `[A-Za-z0-9._:-]`, so it
     /// can go into a log line, a header and a LogQL query without escaping.
-    pub fn from_client(raw: &[u8]) -> Option<Self> {
+    pub fn from_client(value: &HeaderValue) -> Option<Self> {
+        let raw = value.as_bytes();
         let valid = (1..=MAX_LEN).contains(&raw.len())
             && raw
                 .iter()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
-        // Validated as ASCII above, so the conversion cannot fail.
-        valid.then(|| Self(String::from_utf8_lossy(raw).into_owned()))
+        valid.then(|| Self(value.clone()))
     }
 
     /// A fresh time-ordered UUID v7 (uuid's `fast-rng`: no system call per id).
     pub fn generate() -> Self {
-        Self(uuid::Uuid::now_v7().to_string())
+        let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let text = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut text);
+        Self(HeaderValue::from_str(text).expect("a UUID is a valid header value"))
     }
 
     /// The client's id if valid, else a fresh one. The invalid value is dropped, never logged.
     pub fn for_request(req: &ServiceRequest) -> Self {
         req.headers()
             .get(HEADER)
-            .and_then(|value| Self::from_client(value.as_bytes()))
+            .and_then(Self::from_client)
             .unwrap_or_else(Self::generate)
     }
 
     /// The id as text.
     pub fn as_str(&self) -> &str {
-        &self.0
+        // Both constructors admit ASCII letters, digits and `.-_:` only.
+        std::str::from_utf8(self.0.as_bytes()).expect("request ids are ASCII")
+    }
+
+    /// The id as the response header's value.
+    pub fn header_value(&self) -> HeaderValue {
+        self.0.clone()
     }
 }
 
 impl fmt::Display for RequestId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
@@ -75,41 +82,6 @@ impl FromRequest for RequestId {
     }
 }
 
-/// When the request started and the route it matched, for the access line: matching the
-/// route pattern walks the router, so it is done once per request.
-#[derive(Debug, Clone)]
-pub struct RequestStart {
-    pub at: Instant,
-    /// The matched route pattern, or `unmatched`; never the raw path.
-    pub route: String,
-}
-
-/// Builds each request's root span `request` with `request_id`, `method` and `route` fixed at
-/// creation. Status and latency go on the access event instead of being recorded into the span
-/// afterwards: a `Span::record` makes the JSON formatter re-serialise the span's fields.
-pub struct LabRootSpan;
-
-impl RootSpanBuilder for LabRootSpan {
-    fn on_request_start(request: &ServiceRequest) -> Span {
-        let id = RequestId::for_request(request);
-        let route = request
-            .match_pattern()
-            .unwrap_or_else(|| "unmatched".to_owned());
-        let span = tracing::info_span!("request", request_id = %id, method = %request.method(), route = route);
-        let mut extensions = request.extensions_mut();
-        extensions.insert(id);
-        extensions.insert(RequestStart {
-            at: Instant::now(),
-            route,
-        });
-        span
-    }
-
-    fn on_request_end<B: MessageBody>(_span: Span, _outcome: &Result<ServiceResponse<B>, Error>) {
-        // The access event is emitted by the access-log middleware, which also sets the header.
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,7 +89,8 @@ mod tests {
     #[test]
     fn keeps_safe_client_ids() {
         for ok in ["a", "req-1", "A.b_c:d-e", &"x".repeat(64)] {
-            assert_eq!(RequestId::from_client(ok.as_bytes()).unwrap().as_str(), ok);
+            let value = HeaderValue::from_str(ok).unwrap();
+            assert_eq!(RequestId::from_client(&value).unwrap().as_str(), ok);
         }
     }
 
@@ -126,16 +99,14 @@ mod tests {
         for bad in [
             "",
             "has space",
-            "new\nline",
+            "tab\there",
             "quote\"",
             "semi;colon",
             "ü",
             &"x".repeat(65),
         ] {
-            assert!(
-                RequestId::from_client(bad.as_bytes()).is_none(),
-                "{bad:?} was kept"
-            );
+            let value = HeaderValue::from_bytes(bad.as_bytes()).unwrap();
+            assert!(RequestId::from_client(&value).is_none(), "{bad:?} was kept");
         }
     }
 

@@ -11,19 +11,15 @@ use std::net::TcpListener;
 use actix_web::{
     body::{EitherBody, MessageBody},
     dev::{Server, ServiceRequest, ServiceResponse},
-    http::{
-        header::{HeaderName, HeaderValue},
-        StatusCode,
-    },
+    http::StatusCode,
     middleware::{from_fn, Condition, Next},
-    web, App, Error, HttpMessage, HttpResponse, HttpServer,
+    web, App, Error, HttpResponse, HttpServer,
 };
 use anyhow::Context;
-use tracing_actix_web::TracingLogger;
 
 use crate::{
     config::{Flavor, Settings},
-    request_id::{self, LabRootSpan, RequestId, RequestStart},
+    request_telemetry::RequestTelemetry,
     routes::{self, AppState},
     watchdog,
 };
@@ -62,10 +58,8 @@ impl Application {
             watchdog::spawn_heartbeat(long_poll);
             App::new()
                 .wrap(from_fn(reject_oversized_headers))
-                // Sets the response header and writes the access line inside the span.
-                .wrap(Condition::new(tracing, from_fn(access_log)))
-                // Outer: opens the root span `request` around everything else.
-                .wrap(Condition::new(tracing, TracingLogger::<LabRootSpan>::new()))
+                // Outer: the root span, the request id and the access line around the rest.
+                .wrap(Condition::new(tracing, RequestTelemetry))
                 .app_data(state.clone())
                 .configure(routes::configure)
         })
@@ -132,36 +126,4 @@ async fn shutdown_signal() -> &'static str {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
     }
-}
-
-/// The access line (one INFO event per finished request, inside the request span) and the
-/// `x-request-id` response header. `route` is the matched pattern, never the raw path, so it
-/// stays a low-cardinality field.
-async fn access_log(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let mut res = next.call(req).await?;
-    let request = res.request();
-    let header = {
-        let extensions = request.extensions();
-        if let Some(start) = extensions.get::<RequestStart>() {
-            tracing::info!(
-                method = %request.method(),
-                route = start.route,
-                status = res.status().as_u16(),
-                latency_ms = start.at.elapsed().as_secs_f64() * 1000.0,
-                "request finished"
-            );
-        }
-        // The id was validated as header-safe ASCII; read it where it is, without a copy.
-        extensions
-            .get::<RequestId>()
-            .and_then(|id| HeaderValue::from_str(id.as_str()).ok())
-    };
-    if let Some(value) = header {
-        res.headers_mut()
-            .insert(HeaderName::from_static(request_id::HEADER), value);
-    }
-    Ok(res)
 }

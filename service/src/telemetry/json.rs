@@ -12,9 +12,11 @@
 //! serialised once, as a ready-to-paste JSON fragment (`"k":v,"k2":v2`), and an event copies
 //! the fragments verbatim. **Why not the `json-subscriber` crate**, which is built for this:
 //! version 0.2 has no span close events, and the lab needs each handler span's close line
-//! with `time.busy` and `time.idle`. (The root span `request` prints no close line: the access
-//! line already reports the request, and one line per request is half the cost of two.) Keeping tracing-subscriber's `fmt::Layer` and replacing
+//! with `time.busy` and `time.idle`. Keeping tracing-subscriber's `fmt::Layer` and replacing
 //! only its two formatting traits keeps those close events, the timings and the writers.
+//!
+//! The root span `request` prints no close line: the access line already reports the request,
+//! and one line per request costs half of two (`docs/benchmarks.md`).
 
 use std::fmt::{self, Write as _};
 
@@ -32,8 +34,7 @@ use tracing_subscriber::{
     registry::{LookupSpan, SpanRef},
 };
 
-/// The name of every request's root span ([`crate::request_id::LabRootSpan`]).
-pub const ROOT_SPAN: &str = "request";
+use crate::request_telemetry::ROOT_SPAN;
 
 /// Formats span and event fields as a JSON object's *inside*: `"k":v,"k2":v2`.
 #[derive(Debug, Default, Clone, Copy)]
@@ -78,6 +79,12 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         let meta = event.metadata();
+        // A span's close event carries the span's own metadata. The root span's is dropped
+        // here: the access line already reports the request. Returning an error makes the
+        // `fmt::Layer` discard the line (its internal-error logging is off).
+        if meta.is_span() && meta.name() == ROOT_SPAN {
+            return Err(fmt::Error);
+        }
         writer.write_str("{\"timestamp\":\"")?;
         SystemTime.format_time(&mut writer)?;
         write!(writer, "\",\"level\":\"{}\",\"fields\":{{", meta.level())?;
