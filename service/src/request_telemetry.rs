@@ -80,7 +80,9 @@ where
             method = method.as_str()
         );
         req.extensions_mut().insert(id.clone());
-        let inner = span.in_scope(|| self.service.call(req));
+        // Not entered here: `call` only routes and builds the handler's future; the handler's
+        // code runs when that future is polled, inside the span.
+        let inner = self.service.call(req);
         InRequestSpan {
             inner,
             span,

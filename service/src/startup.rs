@@ -10,7 +10,7 @@ use std::net::TcpListener;
 
 use actix_web::{
     body::{EitherBody, MessageBody},
-    dev::{Server, ServiceRequest, ServiceResponse},
+    dev::{Server, ServiceFactory, ServiceRequest, ServiceResponse},
     http::StatusCode,
     middleware::{from_fn, Condition, Next},
     web, App, Error, HttpResponse, HttpServer,
@@ -56,12 +56,7 @@ impl Application {
         let server = HttpServer::new(move || {
             // The factory runs on each worker thread, inside its runtime.
             watchdog::spawn_heartbeat(long_poll);
-            App::new()
-                .wrap(from_fn(reject_oversized_headers))
-                // Outer: the root span, the request id and the access line around the rest.
-                .wrap(Condition::new(tracing, RequestTelemetry))
-                .app_data(state.clone())
-                .configure(routes::configure)
+            app(state.clone(), tracing)
         })
         .workers(workers)
         .disable_signals()
@@ -92,6 +87,28 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// The app every worker serves: the routes, the header-size limit and, when `request_tracing`
+/// is on, the request telemetry around them. Public for the in-process benchmarks.
+pub fn app(
+    state: web::Data<AppState>,
+    request_tracing: bool,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .wrap(from_fn(reject_oversized_headers))
+        // Outer: the root span, the request id and the access line around the rest.
+        .wrap(Condition::new(request_tracing, RequestTelemetry))
+        .app_data(state)
+        .configure(routes::configure)
 }
 
 /// The most header bytes (names and values) a request may carry. actix-http accepts request

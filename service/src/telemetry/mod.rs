@@ -67,26 +67,75 @@ pub enum TelemetryError {
 /// Installs the global subscriber described in the module doc.
 pub fn init(settings: &Settings) -> Result<TelemetryGuard, TelemetryError> {
     let mut guards = Vec::new();
-    let mut lossless = |sink: Box<dyn Write + Send>, name: &'static str| {
-        let (writer, guard) = NonBlockingBuilder::default()
-            .lossy(false)
-            .thread_name(name)
-            .finish(BufWriter::with_capacity(
-                WRITE_BATCH_BYTES,
-                ReportErrorsOnce::new(sink, name),
-            ));
-        guards.push(guard);
-        writer
-    };
-    let stdout = lossless(Box::new(std::io::stdout()), "log-stdout");
+    let (stdout, guard) = lossless_writer(Box::new(std::io::stdout()), "log-stdout");
+    guards.push(guard);
     let file = match &settings.log_dir {
-        Some(dir) => Some(lossless(Box::new(rolling_files(dir)?), "log-file")),
+        Some(dir) => {
+            let (file, guard) = lossless_writer(Box::new(rolling_files(dir)?), "log-file");
+            guards.push(guard);
+            Some(file)
+        }
         None => None,
     };
-
     let (console, console_addr) = console_layer()?;
     let mut layers: Vec<BoxedLayer> = console.into_iter().collect();
+    layers.extend(request_layers(settings, stdout, file)?);
+    tracing_subscriber::registry()
+        .with(layers)
+        .try_init()
+        .map_err(|_| TelemetryError::AlreadyInstalled)?;
+    Ok(TelemetryGuard {
+        _writers: guards,
+        console_addr,
+    })
+}
+
+/// A lossless non-blocking writer over `sink`, as [`init`] builds it for stdout and the files:
+/// batched writes, and the first write error reported once. Public for the benchmarks.
+pub fn lossless_writer(
+    sink: Box<dyn Write + Send>,
+    name: &'static str,
+) -> (NonBlocking, WorkerGuard) {
+    NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name(name)
+        .finish(BufWriter::with_capacity(
+            WRITE_BATCH_BYTES,
+            ReportErrorsOnce::new(sink, name),
+        ))
+}
+
+/// Every layer but the canary's console layer: the watchdog's and the outputs `settings` asks
+/// for. Public so the benchmarks measure exactly what [`init`] installs.
+pub fn request_layers(
+    settings: &Settings,
+    stdout: NonBlocking,
+    file: Option<NonBlocking>,
+) -> Result<Vec<BoxedLayer>, TelemetryError> {
+    let mut layers: Vec<BoxedLayer> = Vec::new();
     layers.extend(crate::watchdog::layer(settings.long_poll));
+    if filters_out_everything(&settings.rust_log)? {
+        // No output layer at all: even a layer whose filter rejects everything is asked about
+        // every span's enter, exit and close (`docs/benchmarks.md`).
+    } else {
+        output_layers(&mut layers, settings, stdout, file)?;
+    }
+    Ok(layers)
+}
+
+/// Whether `RUST_LOG` turns every target off (`off`, or only `off` directives).
+fn filters_out_everything(filter: &str) -> Result<bool, TelemetryError> {
+    let hint = EnvFilter::try_new(filter)?.max_level_hint();
+    Ok(hint == Some(tracing_subscriber::filter::LevelFilter::OFF))
+}
+
+/// The JSON or pretty layer to stdout, and the JSON layer to the rolling files if any.
+fn output_layers(
+    layers: &mut Vec<BoxedLayer>,
+    settings: &Settings,
+    stdout: NonBlocking,
+    file: Option<NonBlocking>,
+) -> Result<(), TelemetryError> {
     match (settings.log_format, file) {
         (LogFormat::Json, None) => layers.push(json_layer(stdout, &settings.rust_log)?),
         (LogFormat::Json, Some(file)) => {
@@ -99,14 +148,7 @@ pub fn init(settings: &Settings) -> Result<TelemetryGuard, TelemetryError> {
             }
         }
     }
-    tracing_subscriber::registry()
-        .with(layers)
-        .try_init()
-        .map_err(|_| TelemetryError::AlreadyInstalled)?;
-    Ok(TelemetryGuard {
-        _writers: guards,
-        console_addr,
-    })
+    Ok(())
 }
 
 /// The canary's console layer and the address it serves on. It carries console-subscriber's
