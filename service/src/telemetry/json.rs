@@ -14,9 +14,8 @@
 //! version 0.2 has no span close events, and the lab needs each handler span's close line
 //! with `time.busy` and `time.idle`. Keeping tracing-subscriber's `fmt::Layer` and replacing
 //! only its two formatting traits keeps those close events, the timings and the writers.
-//!
-//! The root span `request` prints no close line: the access line already reports the request,
-//! and one line per request costs half of two (`docs/benchmarks.md`).
+//! (The close lines come from [`super::close_events`], which skips the root span `request`:
+//! its access line already reports the request.)
 
 use std::fmt::{self, Write as _};
 
@@ -26,15 +25,9 @@ use tracing::{
 };
 use tracing_subscriber::{
     field::RecordFields,
-    fmt::{
-        format::Writer,
-        time::{FormatTime, SystemTime},
-        FmtContext, FormatEvent, FormatFields, FormattedFields,
-    },
+    fmt::{format::Writer, FmtContext, FormatEvent, FormatFields, FormattedFields},
     registry::{LookupSpan, SpanRef},
 };
-
-use crate::request_telemetry::ROOT_SPAN;
 
 /// Formats span and event fields as a JSON object's *inside*: `"k":v,"k2":v2`.
 #[derive(Debug, Default, Clone, Copy)]
@@ -79,15 +72,12 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         let meta = event.metadata();
-        // A span's close event carries the span's own metadata. The root span's is dropped
-        // here: the access line already reports the request. Returning an error makes the
-        // `fmt::Layer` discard the line (its internal-error logging is off).
-        if meta.is_span() && meta.name() == ROOT_SPAN {
-            return Err(fmt::Error);
-        }
-        writer.write_str("{\"timestamp\":\"")?;
-        SystemTime.format_time(&mut writer)?;
-        write!(writer, "\",\"level\":\"{}\",\"fields\":{{", meta.level())?;
+        // The timestamp as tracing-subscriber prints it (RFC 3339, UTC, microseconds), formatted
+        // by humantime in one write instead of a dozen.
+        let now = humantime::format_rfc3339_micros(std::time::SystemTime::now());
+        write!(writer, "{{\"timestamp\":\"{now}\",\"level\":\"")?;
+        writer.write_str(meta.level().as_str())?;
+        writer.write_str("\",\"fields\":{")?;
         let mut visitor = JsonVisitor::new(&mut writer, true);
         event.record(&mut visitor);
         visitor.result?;
@@ -101,11 +91,11 @@ where
             writer.write_str(",\"spans\":[")?;
             for (i, span) in leaf.scope().from_root().enumerate() {
                 if i > 0 {
-                    writer.write_char(',')?;
+                    writer.write_str(",")?;
                 }
                 write_span(&mut writer, &span)?;
             }
-            writer.write_char(']')?;
+            writer.write_str("]")?;
         }
         writer.write_str("}\n")
     }
@@ -116,16 +106,16 @@ fn write_span<S>(writer: &mut Writer<'_>, span: &SpanRef<'_, S>) -> fmt::Result
 where
     S: for<'a> LookupSpan<'a>,
 {
-    writer.write_char('{')?;
+    writer.write_str("{")?;
     if let Some(fields) = span.extensions().get::<FormattedFields<JsonFields>>() {
         if !fields.fields.is_empty() {
             writer.write_str(&fields.fields)?;
-            writer.write_char(',')?;
+            writer.write_str(",")?;
         }
     }
     writer.write_str("\"name\":")?;
     write_json_str(writer, span.name())?;
-    writer.write_char('}')
+    writer.write_str("}")
 }
 
 /// Writes `"name":value` pairs, comma-separated.
@@ -146,10 +136,10 @@ impl<'a, W: fmt::Write> JsonVisitor<'a, W> {
 
     fn key(&mut self, field: &Field) -> fmt::Result {
         if !std::mem::take(&mut self.first) {
-            self.out.write_char(',')?;
+            self.out.write_str(",")?;
         }
         write_json_str(self.out, field.name())?;
-        self.out.write_char(':')
+        self.out.write_str(":")
     }
 
     fn pair(&mut self, field: &Field, value: impl FnOnce(&mut W) -> fmt::Result) {
@@ -166,18 +156,24 @@ impl<W: fmt::Write> Visit for JsonVisitor<'_, W> {
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         self.pair(field, |out| {
-            out.write_char('"')?;
+            out.write_str("\"")?;
             write!(JsonEscaped(out), "{value:?}")?;
-            out.write_char('"')
+            out.write_str("\"")
         });
     }
 
+    // Numbers through itoa and ryu (serde_json's own formatters): several times faster than
+    // `core::fmt`'s, and the access line carries three of them.
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.pair(field, |out| write!(out, "{value}"));
+        self.pair(field, |out| {
+            out.write_str(itoa::Buffer::new().format(value))
+        });
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.pair(field, |out| write!(out, "{value}"));
+        self.pair(field, |out| {
+            out.write_str(itoa::Buffer::new().format(value))
+        });
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
@@ -190,7 +186,7 @@ impl<W: fmt::Write> Visit for JsonVisitor<'_, W> {
         // JSON has no NaN or infinity.
         self.pair(field, |out| {
             if value.is_finite() {
-                write!(out, "{value}")
+                out.write_str(ryu::Buffer::new().format_finite(value))
             } else {
                 out.write_str("null")
             }
@@ -200,9 +196,14 @@ impl<W: fmt::Write> Visit for JsonVisitor<'_, W> {
 
 /// `value` as a JSON string literal.
 fn write_json_str(out: &mut impl fmt::Write, value: &str) -> fmt::Result {
-    out.write_char('"')?;
+    out.write_str("\"")?;
     JsonEscaped(out).write_str(value)?;
-    out.write_char('"')
+    out.write_str("\"")
+}
+
+/// Whether a byte must be escaped inside a JSON string.
+fn needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
 }
 
 /// A `fmt::Write` adapter that escapes what passes through for the inside of a JSON string,
@@ -212,8 +213,12 @@ struct JsonEscaped<'a, W: fmt::Write>(&'a mut W);
 impl<W: fmt::Write> fmt::Write for JsonEscaped<'_, W> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         let bytes = s.as_bytes();
+        // Most text needs no escaping: find that out in one tight scan and copy it whole.
+        let Some(first) = bytes.iter().position(|&b| needs_escape(b)) else {
+            return self.0.write_str(s);
+        };
         let mut clean_from = 0;
-        for (i, &b) in bytes.iter().enumerate() {
+        for (i, &b) in bytes.iter().enumerate().skip(first) {
             let escape: &str = match b {
                 b'"' => "\\\"",
                 b'\\' => "\\\\",

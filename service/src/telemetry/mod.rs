@@ -30,7 +30,12 @@ use tracing_subscriber::{
 
 use crate::config::{LogFormat, Settings};
 
+pub mod close_events;
 pub mod json;
+
+use close_events::CloseEvents;
+
+use crate::request_telemetry::ROOT_SPAN;
 
 /// A layer on the bare registry; boxed so optional layers compose without type gymnastics.
 pub type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
@@ -175,13 +180,13 @@ pub fn json_layer<W>(writer: W, filter: &str) -> Result<BoxedLayer, TelemetryErr
 where
     W: for<'w> fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
-    Ok(fmt::layer()
-        .with_span_events(FmtSpan::CLOSE)
+    let lines = fmt::layer()
         .with_ansi(false)
         .log_internal_errors(false)
         .fmt_fields(json::JsonFields)
         .event_format(json::JsonLines)
-        .with_writer(writer)
+        .with_writer(writer);
+    Ok(CloseEvents::new(lines, ROOT_SPAN)
         .with_filter(EnvFilter::try_new(filter)?)
         .boxed())
 }
