@@ -4,47 +4,30 @@
 //! default root span, and an `#[instrument]`ed handler with one event. One route,
 //! `GET /api/orders/{id}`, on `LISTEN_ADDR` with `WORKERS` workers.
 //!
+//! The app and the subscriber live in `benches/article/wiring.rs`, shared with the in-process
+//! benchmark `benches/request.rs`.
+//!
 //! Not part of the lab: do not copy this one.
 
-use actix_web::{web, App, HttpServer};
-use tracing::{info, instrument};
-use tracing_actix_web::TracingLogger;
-use tracing_subscriber::{fmt, prelude::*, EnvFilter};
+use actix_web::HttpServer;
+use tracing_subscriber::{util::SubscriberInitExt, EnvFilter};
 
-#[instrument]
-async fn get_order(id: web::Path<u64>) -> String {
-    info!("loading order");
-    format!(
-        "{{\"order_id\":{},\"status\":\"shipped\"}}",
-        id.into_inner()
-    )
-}
+#[path = "../benches/article/wiring.rs"]
+mod wiring;
 
 fn main() -> std::io::Result<()> {
     let (writer, _guard) = tracing_appender::non_blocking(std::io::stdout());
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::registry()
-        .with(filter)
-        .with(
-            fmt::layer()
-                .json()
-                .with_current_span(true)
-                .with_writer(writer),
-        )
-        .init();
+    wiring::subscriber(filter, writer).init();
     let addr = std::env::var("LISTEN_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
     let workers = std::env::var("WORKERS")
         .ok()
         .and_then(|w| w.parse().ok())
         .unwrap_or(1);
     actix_web::rt::System::new().block_on(
-        HttpServer::new(|| {
-            App::new()
-                .wrap(TracingLogger::default())
-                .route("/api/orders/{id}", web::get().to(get_order))
-        })
-        .workers(workers)
-        .bind(addr)?
-        .run(),
+        HttpServer::new(wiring::app)
+            .workers(workers)
+            .bind(addr)?
+            .run(),
     )
 }
