@@ -26,7 +26,7 @@ use std::{
 use actix_web::{
     dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform},
     http::{header::HeaderName, Method},
-    Error, HttpMessage,
+    Error, HttpMessage, HttpRequest,
 };
 use tracing::Span;
 
@@ -71,6 +71,9 @@ where
     forward_ready!(service);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
+        // Not `tracing::enabled!` to skip this clock read when the access line is filtered out:
+        // with per-layer filters it leaves a stale filter decision behind, and the next span
+        // (this request's) would go unseen by the watchdog's layer.
         let started = Instant::now();
         let id = RequestId::for_request(&req);
         let method = req.method().clone();
@@ -115,12 +118,20 @@ where
         let this = self.project();
         let _entered = this.span.enter();
         let outcome = std::task::ready!(this.inner.poll(cx));
-        // Whole microseconds: the line stays short, and nothing finer is meaningful here.
-        let latency_ms = this.started.elapsed().as_micros() as f64 / 1000.0;
+        let latency_ms = || {
+            // Whole microseconds: the line stays short, and nothing finer is meaningful here.
+            this.started.elapsed().as_micros() as f64 / 1000.0
+        };
         Poll::Ready(match outcome {
             Ok(mut res) => {
-                let route = res.request().match_pattern();
-                log_access(this.method, route, res.status().as_u16(), latency_ms);
+                // The field values are computed only when the line is enabled.
+                tracing::info!(
+                    method = this.method.as_str(),
+                    route = route(res.request()).as_str(),
+                    status = res.status().as_u16(),
+                    latency_ms = latency_ms(),
+                    "request finished"
+                );
                 res.headers_mut().insert(
                     HeaderName::from_static(request_id::HEADER),
                     this.id.header_value(),
@@ -130,22 +141,26 @@ where
             Err(err) => {
                 // actix-web turns the error into a response after this middleware; its status
                 // is already decided.
-                let status = err.as_response_error().status_code().as_u16();
-                log_access(this.method, None, status, latency_ms);
+                tracing::info!(
+                    method = this.method.as_str(),
+                    route = UNMATCHED,
+                    status = err.as_response_error().status_code().as_u16(),
+                    latency_ms = latency_ms(),
+                    "request finished"
+                );
                 Err(err)
             }
         })
     }
 }
 
-/// The access line. `route` is the matched pattern, never the raw path, so it stays a
-/// low-cardinality field; a request no route matched says `unmatched`.
-fn log_access(method: &Method, route: Option<String>, status: u16, latency_ms: f64) {
-    tracing::info!(
-        method = method.as_str(),
-        route = route.as_deref().unwrap_or("unmatched"),
-        status,
-        latency_ms,
-        "request finished"
-    );
+/// The access line's `route` when no route matched.
+const UNMATCHED: &str = "unmatched";
+
+/// The matched route pattern, never the raw path, so `route` stays a low-cardinality field.
+/// After routing, actix-web finds it from the matched resource without re-running the router.
+fn route(request: &HttpRequest) -> String {
+    request
+        .match_pattern()
+        .unwrap_or_else(|| UNMATCHED.to_owned())
 }
