@@ -17,7 +17,10 @@
 //! (The close lines come from [`super::close_events`], which skips the root span `request`:
 //! its access line already reports the request.)
 
-use std::fmt::{self, Write as _};
+use std::{
+    cell::RefCell,
+    fmt::{self, Write as _},
+};
 
 use tracing::{
     field::{Field, Visit},
@@ -43,9 +46,11 @@ impl<'writer> FormatFields<'writer> for JsonFields {
         mut writer: Writer<'writer>,
         fields: R,
     ) -> fmt::Result {
-        let mut visitor = JsonVisitor::new(&mut writer, true);
-        fields.record(&mut visitor);
-        visitor.result
+        via_scratch(&mut writer, |out| {
+            let mut visitor = JsonVisitor::new(out, true);
+            fields.record(&mut visitor);
+            visitor.result
+        })
     }
 
     /// `Span::record` appends to the stored fragment instead of re-serialising it.
@@ -71,51 +76,81 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        let meta = event.metadata();
-        // The timestamp as tracing-subscriber prints it (RFC 3339, UTC, microseconds), formatted
-        // by humantime in one write instead of a dozen.
-        let now = humantime::format_rfc3339_micros(std::time::SystemTime::now());
-        write!(writer, "{{\"timestamp\":\"{now}\",\"level\":\"")?;
-        writer.write_str(meta.level().as_str())?;
-        writer.write_str("\",\"fields\":{")?;
-        let mut visitor = JsonVisitor::new(&mut writer, true);
-        event.record(&mut visitor);
-        visitor.result?;
-        writer.write_str("},\"target\":")?;
-        write_json_str(&mut writer, meta.target())?;
-        // `span` is the innermost span (for a close event: the span closing), `spans` the whole
-        // scope from the root, as tracing-subscriber prints them.
-        if let Some(leaf) = ctx.event_scope().and_then(|mut scope| scope.next()) {
-            writer.write_str(",\"span\":")?;
-            write_span(&mut writer, &leaf)?;
-            writer.write_str(",\"spans\":[")?;
-            for (i, span) in leaf.scope().from_root().enumerate() {
-                if i > 0 {
-                    writer.write_str(",")?;
+        via_scratch(&mut writer, |out| {
+            let meta = event.metadata();
+            // The timestamp as tracing-subscriber prints it (RFC 3339, UTC, microseconds),
+            // formatted by humantime in one write instead of a dozen.
+            let now = humantime::format_rfc3339_micros(std::time::SystemTime::now());
+            write!(out, "{{\"timestamp\":\"{now}\",\"level\":\"")?;
+            out.push_str(meta.level().as_str());
+            out.push_str("\",\"fields\":{");
+            let mut visitor = JsonVisitor::new(out, true);
+            event.record(&mut visitor);
+            visitor.result?;
+            out.push_str("},\"target\":");
+            write_json_str(out, meta.target())?;
+            // `span` is the innermost span (for a close event: the span closing), `spans` the
+            // whole scope from the root, as tracing-subscriber prints them.
+            if let Some(leaf) = ctx.event_scope().and_then(|mut scope| scope.next()) {
+                out.push_str(",\"span\":");
+                write_span(out, &leaf)?;
+                out.push_str(",\"spans\":[");
+                for (i, span) in leaf.scope().from_root().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write_span(out, &span)?;
                 }
-                write_span(&mut writer, &span)?;
+                out.push(']');
             }
-            writer.write_str("]")?;
-        }
-        writer.write_str("}\n")
+            out.push_str("}\n");
+            Ok(())
+        })
     }
 }
 
+thread_local! {
+    static SCRATCH: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// Builds text in this thread's scratch `String`, then hands it to `writer` in one call.
+/// `Writer` is a `dyn fmt::Write`: a line written piece by piece through it costs a dynamic
+/// call and a bounds check per piece (dozens per line); a `String` inlines them.
+fn via_scratch(
+    writer: &mut Writer<'_>,
+    build: impl FnOnce(&mut String) -> fmt::Result,
+) -> fmt::Result {
+    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut out) => {
+            out.clear();
+            build(&mut out)?;
+            writer.write_str(&out)
+        }
+        // Re-entered (a field's `Debug` logged something): use a fresh buffer.
+        Err(_) => {
+            let mut out = String::new();
+            build(&mut out)?;
+            writer.write_str(&out)
+        }
+    })
+}
+
 /// `{<stored fields>,"name":"<span name>"}`, the stored fragment copied as it is.
-fn write_span<S>(writer: &mut Writer<'_>, span: &SpanRef<'_, S>) -> fmt::Result
+fn write_span<S>(out: &mut String, span: &SpanRef<'_, S>) -> fmt::Result
 where
     S: for<'a> LookupSpan<'a>,
 {
-    writer.write_str("{")?;
+    out.push('{');
     if let Some(fields) = span.extensions().get::<FormattedFields<JsonFields>>() {
         if !fields.fields.is_empty() {
-            writer.write_str(&fields.fields)?;
-            writer.write_str(",")?;
+            out.push_str(&fields.fields);
+            out.push(',');
         }
     }
-    writer.write_str("\"name\":")?;
-    write_json_str(writer, span.name())?;
-    writer.write_str("}")
+    out.push_str("\"name\":");
+    write_json_str(out, span.name())?;
+    out.push('}');
+    Ok(())
 }
 
 /// Writes `"name":value` pairs, comma-separated.
