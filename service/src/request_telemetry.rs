@@ -30,7 +30,10 @@ use actix_web::{
 };
 use tracing::Span;
 
-use crate::request_id::{self, RequestId};
+use crate::{
+    request_id::{self, RequestId},
+    watchdog,
+};
 
 /// The name of every request's root span.
 pub const ROOT_SPAN: &str = "request";
@@ -117,6 +120,8 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let _entered = this.span.enter();
+        // Dropped first, still inside the span: the watchdog's closing line is the request's.
+        let _polling = watchdog::poll_request(this.id, this.span);
         let outcome = std::task::ready!(this.inner.poll(cx));
         let latency_ms = || {
             // Whole microseconds: the line stays short, and nothing finer is meaningful here.

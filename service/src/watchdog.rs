@@ -9,23 +9,30 @@
 //! worker parks, i.e. never during the block). None of them can say "this request is blocking
 //! worker 2 right now", so this module does, with two small parts:
 //!
-//! - [`WatchdogLayer`], a tracing layer, records per thread which span is being polled and
-//!   since when (span enter/exit works on every executor). A checker thread looks every few
-//!   milliseconds; once a poll has run longer than `LONG_POLL_MS` it emits one WARN
-//!   `worker blocked` naming the innermost span (`handler`), its `request_id`, the thread and
-//!   the time so far, as a child of that span so the line is found under the request id.
-//!   When the poll ends, the worker emits one WARN `blocked poll ended` with the total.
+//! - Per thread, what is being polled and since when: the request (reported directly by the
+//!   request middleware through [`poll_request`]) and the spans entered inside it (recorded by
+//!   [`WatchdogLayer`], a tracing layer: span enter/exit works on every executor). A checker
+//!   thread looks every few milliseconds; once a poll has run longer than `LONG_POLL_MS` it
+//!   emits one WARN `worker blocked` naming the innermost span (`handler`, or `request` when
+//!   the request has none), its `request_id`, the thread and the time so far, as a child of
+//!   that span so the line is found under the request id. When the poll ends, the worker
+//!   emits one WARN `blocked poll ended` with the total.
 //! - [`spawn_heartbeat`], a tiny task per worker runtime that should wake every few
 //!   milliseconds; when it wakes late by more than the threshold it emits WARN `worker stall`.
 //!   That catches blocking code outside any span (a detached, un-instrumented task).
 //!
 //! The layer only sees spans at INFO or above, so it makes no per-event work, and its cost per
 //! poll is two uncontended mutex operations: a span's name and request id are looked up only
-//! when a poll has already run past the threshold (`docs/benchmarks.md`).
+//! when a poll has already run past the threshold (`docs/benchmarks.md`). It ignores the
+//! request's root span: the middleware reports the request itself, so with `RUST_LOG=off` no
+//! layer wants the root span and tracing does not build it at all (0.3 µs per request).
 
 use std::{
     cell::Cell,
-    sync::{Arc, Mutex, Weak},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex, Weak,
+    },
     time::{Duration, Instant},
 };
 
@@ -37,7 +44,7 @@ use tracing_subscriber::{
     filter::filter_fn, layer::Context, registry::LookupSpan, Layer, Registry,
 };
 
-use crate::telemetry::BoxedLayer;
+use crate::{request_id::RequestId, request_telemetry::ROOT_SPAN, telemetry::BoxedLayer};
 
 /// Tracks span enter/exit per thread for the checker thread.
 #[derive(Debug, Clone, Copy)]
@@ -55,14 +62,24 @@ struct Culprit {
     request_id: Option<Arc<str>>,
 }
 
+/// The request being polled, as the request middleware reports it.
+#[derive(Debug)]
+struct RequestFrame {
+    id: RequestId,
+    /// Its root span, when some layer wanted one (the warnings become its children).
+    span: Option<Id>,
+}
+
 /// What one thread is polling right now. The hot path (every span enter and exit) only pushes
 /// and pops ids under an uncontended lock; names and request ids are looked up by the checker,
 /// and only for a poll that has run past the threshold.
 #[derive(Debug, Default)]
 struct PollState {
+    /// The request being polled, if the poll is a request's.
+    request: Option<RequestFrame>,
     /// Entered spans, outermost first. Empty between polls.
     stack: Vec<Id>,
-    /// When the outermost span was entered: the start of the poll.
+    /// When the request or the outermost span was entered: the start of the poll.
     started: Option<Instant>,
     /// What the checker reported for this poll, if it did.
     reported: Option<Culprit>,
@@ -124,7 +141,10 @@ pub fn layer(threshold: Duration) -> Option<BoxedLayer> {
             check(threshold);
         })
         .expect("spawn the blocking watchdog thread");
-    let spans_only = filter_fn(|meta| meta.is_span() && *meta.level() <= Level::INFO);
+    ENABLED.store(true, Ordering::Relaxed);
+    let spans_only = filter_fn(|meta| {
+        meta.is_span() && *meta.level() <= Level::INFO && meta.name() != ROOT_SPAN
+    });
     Some(
         WatchdogLayer { _private: () }
             .with_filter(spans_only)
@@ -167,15 +187,27 @@ fn check(threshold: Duration) {
         if state.reported.is_some() || elapsed < threshold {
             continue;
         }
-        let id = state
-            .stack
-            .last()
-            .cloned()
-            .expect("a poll in progress has a frame");
-        // The span is entered on its thread and cannot close before the lock is released.
-        let culprit = resolve(&id);
+        // The innermost span names the handler; the request frame fills in what it lacks. The
+        // span is entered on its thread and cannot close before the lock is released.
+        let (parent, culprit) = match (state.stack.last(), &state.request) {
+            (Some(id), request) => {
+                let mut culprit = resolve(id);
+                if culprit.request_id.is_none() {
+                    culprit.request_id = request.as_ref().map(|r| r.id.as_str().into());
+                }
+                (Some(id.clone()), culprit)
+            }
+            (None, Some(request)) => (
+                request.span.clone(),
+                Culprit {
+                    name: ROOT_SPAN,
+                    request_id: Some(request.id.as_str().into()),
+                },
+            ),
+            (None, None) => continue,
+        };
         tracing::warn!(
-            parent: id,
+            parent: parent,
             handler = culprit.name,
             request_id = culprit.request_id.as_deref(),
             thread = slot.thread,
@@ -184,6 +216,72 @@ fn check(threshold: Duration) {
             "worker blocked"
         );
         state.reported = Some(culprit);
+    }
+}
+
+impl PollState {
+    /// Ends the poll; what to report if the checker warned about it.
+    fn poll_ended(&mut self, thread: &str) -> Option<(Duration, Culprit, String)> {
+        let started = self.started.take()?;
+        let culprit = self.reported.take()?;
+        Some((started.elapsed(), culprit, thread.to_owned()))
+    }
+}
+
+/// Whether a watchdog was started (`LONG_POLL_MS` > 0); [`poll_request`] does nothing otherwise.
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Marks the current thread as polling request `id` until the guard drops. The request
+/// middleware calls it around each poll of the request, inside the request's root span `span`
+/// (which may be disabled).
+pub fn poll_request(id: &RequestId, span: &tracing::Span) -> PollGuard {
+    if !ENABLED.load(Ordering::Relaxed) {
+        return PollGuard { active: false };
+    }
+    SLOT.with(|slot| {
+        let mut state = slot.state.lock().unwrap_or_else(|p| p.into_inner());
+        if state.stack.is_empty() && state.request.is_none() {
+            state.started = Some(Instant::now());
+            state.reported = None;
+        }
+        state.request = Some(RequestFrame {
+            id: id.clone(),
+            span: span.id(),
+        });
+    });
+    PollGuard { active: true }
+}
+
+/// Ends a request's poll when dropped (see [`poll_request`]).
+#[must_use = "the poll ends when the guard drops"]
+#[derive(Debug)]
+pub struct PollGuard {
+    active: bool,
+}
+
+impl Drop for PollGuard {
+    fn drop(&mut self) {
+        if !self.active {
+            return;
+        }
+        let ended = SLOT.with(|slot| {
+            let mut state = slot.state.lock().unwrap_or_else(|p| p.into_inner());
+            state.request = None;
+            if !state.stack.is_empty() {
+                return None;
+            }
+            state.poll_ended(&slot.thread)
+        });
+        if let Some((blocked, culprit, thread)) = ended {
+            // Still inside the request's span, if it has one: the line is the request's.
+            tracing::warn!(
+                handler = culprit.name,
+                request_id = culprit.request_id.as_deref(),
+                thread,
+                blocked_ms = blocked.as_millis() as u64,
+                "blocked poll ended"
+            );
+        }
     }
 }
 
@@ -205,7 +303,7 @@ where
     fn on_enter(&self, id: &Id, _ctx: Context<'_, S>) {
         SLOT.with(|slot| {
             let mut state = slot.state.lock().unwrap_or_else(|p| p.into_inner());
-            if state.stack.is_empty() {
+            if state.stack.is_empty() && state.request.is_none() {
                 state.started = Some(Instant::now());
                 state.reported = None;
             }
@@ -219,12 +317,10 @@ where
             if let Some(position) = state.stack.iter().rposition(|entered| entered == id) {
                 state.stack.truncate(position);
             }
-            if !state.stack.is_empty() {
+            if !state.stack.is_empty() || state.request.is_some() {
                 return None;
             }
-            let started = state.started.take()?;
-            let culprit = state.reported.take()?;
-            Some((started.elapsed(), culprit, slot.thread.clone()))
+            state.poll_ended(&slot.thread)
         });
         if let Some((blocked, culprit, thread)) = ended {
             // `id` is the outermost span of the poll: still open while it is being exited.
@@ -267,4 +363,83 @@ pub fn spawn_heartbeat(threshold: Duration) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        io,
+        sync::{Arc, Mutex},
+        time::Duration,
+    };
+
+    use actix_web::http::header::HeaderValue;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::*;
+    use crate::telemetry::json_layer;
+
+    /// Log lines captured in memory.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A request with no span of its own (the root span disabled, as with `RUST_LOG=off` for
+    /// the output) that blocks its thread: the middleware's report alone names it.
+    #[test]
+    fn a_blocked_request_without_spans_is_named_by_its_id() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let layers: Vec<BoxedLayer> = vec![
+            layer(Duration::from_millis(20)).expect("the watchdog is on"),
+            json_layer(move || writer.clone(), "warn").unwrap(),
+        ];
+        // The checker thread logs through the global subscriber.
+        tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layers))
+            .unwrap();
+
+        let id = RequestId::from_client(&HeaderValue::from_static("frame-1")).unwrap();
+        let root = tracing::Span::none();
+        {
+            let _polling = poll_request(&id, &root);
+            std::thread::sleep(Duration::from_millis(150));
+        }
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let find = |message: &str| {
+            lines
+                .iter()
+                .find(|l| l["fields"]["message"] == message)
+                .unwrap_or_else(|| panic!("no {message:?} line in {text}"))
+        };
+        let blocked = find("worker blocked");
+        assert_eq!(blocked["fields"]["handler"], "request", "{blocked}");
+        assert_eq!(blocked["fields"]["request_id"], "frame-1", "{blocked}");
+        let ended = find("blocked poll ended");
+        assert_eq!(ended["fields"]["request_id"], "frame-1", "{ended}");
+        assert!(
+            ended["fields"]["blocked_ms"].as_u64().unwrap() >= 140,
+            "{ended}"
+        );
+        // After the poll ended nothing is reported for this thread any more.
+        std::thread::sleep(Duration::from_millis(60));
+        let count = String::from_utf8(captured.0.lock().unwrap().clone())
+            .unwrap()
+            .matches("worker blocked")
+            .count();
+        assert_eq!(count, 1, "{text}");
+    }
 }
