@@ -248,10 +248,15 @@ struct JsonEscaped<'a, W: fmt::Write>(&'a mut W);
 impl<W: fmt::Write> fmt::Write for JsonEscaped<'_, W> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         let bytes = s.as_bytes();
-        // Most text needs no escaping: find that out in one tight scan and copy it whole.
-        let Some(first) = bytes.iter().position(|&b| needs_escape(b)) else {
+        // Most text needs no escaping: find that out in one scan and copy it whole. The scan
+        // does not stop early, so the compiler turns it into vector compares.
+        if !bytes
+            .iter()
+            .fold(false, |found, &b| found | needs_escape(b))
+        {
             return self.0.write_str(s);
-        };
+        }
+        let first = bytes.iter().position(|&b| needs_escape(b)).unwrap_or(0);
         let mut clean_from = 0;
         for (i, &b) in bytes.iter().enumerate().skip(first) {
             let escape: &str = match b {
