@@ -1,12 +1,12 @@
 //! Micro-benchmarks of the service's tracing wiring (issues 8 and 9), built from the library's
 //! public telemetry functions so they measure what the binary installs:
 //! `telemetry::json_layer` (the JSON lines, with its own `EnvFilter`) and `watchdog::layer`
-//! (the blocking watchdog), on one registry, writing through `telemetry::lossless_writer` (the
-//! batching lossless writer `telemetry::init` installs) into `io::sink()`.
+//! (the blocking watchdog), on one registry, writing through a tracing-appender non-blocking
+//! lossless writer (as `telemetry::init` configures it) into `io::sink()`.
 //!
 //! - `event/filtered_out/*`: a `debug!` the filter rejects (goal ≤ 10 ns);
-//! - `event/emitted/*`: an `info!` with three fields formatted as JSON and appended to the
-//!   writer's buffer (goal ≤ 1 µs), outside any span and inside a request span;
+//! - `event/emitted/*`: an `info!` with three fields formatted as JSON and queued to the writer
+//!   (goal ≤ 1 µs), outside any span and inside a request span;
 //! - `span/*`: entering and exiting a request span (one poll of a handler), and a whole span's
 //!   life (create, enter, exit, close — the close writes its own JSON line);
 //! - `poll/*`: enter+exit with and without the watchdog layer; the difference is the
@@ -20,10 +20,11 @@ use std::{hint::black_box, time::Duration};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use service::{
-    telemetry::{batch_writer::BatchGuard, json_layer, lossless_writer, BoxedLayer},
+    telemetry::{json_layer, BoxedLayer},
     watchdog,
 };
 use tracing::Dispatch;
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::layer::SubscriberExt;
 
 /// The service's default watchdog threshold (`LONG_POLL_MS`).
@@ -43,8 +44,11 @@ const SERVICE: Wiring = Wiring {
 };
 
 /// A subscriber with `wiring`'s layers, in `telemetry::init`'s order, and the writer's guard.
-fn subscriber(wiring: Wiring) -> (Dispatch, BatchGuard) {
-    let (writer, guard) = lossless_writer(Box::new(std::io::sink()), "bench-writer");
+fn subscriber(wiring: Wiring) -> (Dispatch, WorkerGuard) {
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("bench-writer")
+        .finish(std::io::sink());
     let mut layers: Vec<BoxedLayer> = Vec::new();
     if wiring.watchdog {
         layers.extend(watchdog::layer(LONG_POLL));

@@ -5,11 +5,9 @@
 //!   canary's console layer and hide tokio's task spans from it.
 //! - JSON lines (current span and span list) for shipping; `pretty` for people. Spans emit a
 //!   close event with `time.busy` and `time.idle`, so one log line shows a blocked handler.
-//! - Writers are the service's own batching writers ([`batch_writer`]): a logging thread
-//!   appends its line to a shared buffer (one lock and a `memcpy`), and a thread per output
-//!   writes the whole buffer at once. They are **lossless**: past [`MAX_BUFFERED_BYTES`] the
-//!   logging thread waits rather than dropping lines. Stdout always; rolling JSON files
-//!   (tracing-appender's `RollingFileAppender`, daily, 7 kept) when `LOG_DIR` is set.
+//! - Writers are tracing-appender's non-blocking ones in **lossless** mode: when the queue is
+//!   full the logging thread waits rather than dropping lines. Stdout always; rolling JSON
+//!   files (daily, 7 kept) when `LOG_DIR` is set.
 //! - The canary (cargo feature `console`) adds console-subscriber's layer to the same registry
 //!   with `spawn()` (never `init()`, which would install a second global subscriber); see
 //!   [`crate::console`] for its settings.
@@ -17,9 +15,12 @@
 //! - The returned [`TelemetryGuard`] flushes the writers when dropped; `main` keeps it alive
 //!   until the server has fully stopped.
 
-use std::io::{self, Write};
+use std::io::{self, BufWriter, Write};
 
-use tracing_appender::rolling::{RollingFileAppender, Rotation};
+use tracing_appender::{
+    non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard},
+    rolling::{RollingFileAppender, Rotation},
+};
 use tracing_subscriber::{
     fmt::{self, format::FmtSpan, writer::MakeWriterExt},
     layer::SubscriberExt,
@@ -29,11 +30,9 @@ use tracing_subscriber::{
 
 use crate::config::{LogFormat, Settings};
 
-pub mod batch_writer;
 pub mod close_events;
 pub mod json;
 
-use batch_writer::{BatchGuard, BatchWriter};
 use close_events::CloseEvents;
 
 use crate::request_telemetry::ROOT_SPAN;
@@ -41,22 +40,17 @@ use crate::request_telemetry::ROOT_SPAN;
 /// A layer on the bare registry; boxed so optional layers compose without type gymnastics.
 pub type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
 
-/// How many bytes of log lines an output buffers before the logging threads wait for its
-/// writer thread. The writer thread takes the whole buffer whenever it is free, so this bounds
-/// memory (twice this per output at most: the buffer and the batch being written), never the
-/// delay: lines normally reach the sink as soon as the writer thread gets the CPU. 8 MiB is
-/// about 20 000 access lines, far more than a burst the writer cannot keep up with for a few
-/// milliseconds, and little against the service's memory.
-pub const MAX_BUFFERED_BYTES: usize = 8 << 20;
+/// Lines the writer thread collects before one `write(2)`. It flushes whenever its queue runs
+/// empty, so this bounds the batch, never the delay.
+const WRITE_BATCH_BYTES: usize = 64 * 1024;
 
 /// How many daily log files are kept in `LOG_DIR`.
 pub const MAX_LOG_FILES: usize = 7;
 
-/// Keeps the log writers' background threads alive; dropping it writes and flushes every
-/// buffered line and joins them.
+/// Keeps the log writers' background threads alive; dropping it flushes them.
 #[must_use = "dropping the guard stops the log writers"]
 pub struct TelemetryGuard {
-    _writers: Vec<BatchGuard>,
+    _writers: Vec<WorkerGuard>,
     /// Where tokio-console can attach (canary builds only).
     pub console_addr: Option<std::net::SocketAddr>,
 }
@@ -102,26 +96,26 @@ pub fn init(settings: &Settings) -> Result<TelemetryGuard, TelemetryError> {
 }
 
 /// A lossless non-blocking writer over `sink`, as [`init`] builds it for stdout and the files:
-/// a [`batch_writer`] (whose batch is the write buffer: one `write_all` per batch) buffering
-/// up to [`MAX_BUFFERED_BYTES`], its thread named `name`, and the first write error reported
-/// once. Public for the benchmarks and the fault tests.
+/// batched writes, and the first write error reported once. Public for the benchmarks.
 pub fn lossless_writer(
     sink: Box<dyn Write + Send>,
     name: &'static str,
-) -> (BatchWriter, BatchGuard) {
-    batch_writer::batch_writer(
-        Box::new(ReportErrorsOnce::new(sink, name)),
-        name,
-        MAX_BUFFERED_BYTES,
-    )
+) -> (NonBlocking, WorkerGuard) {
+    NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name(name)
+        .finish(BufWriter::with_capacity(
+            WRITE_BATCH_BYTES,
+            ReportErrorsOnce::new(sink, name),
+        ))
 }
 
 /// Every layer but the canary's console layer: the watchdog's and the outputs `settings` asks
 /// for. Public so the benchmarks measure exactly what [`init`] installs.
 pub fn request_layers(
     settings: &Settings,
-    stdout: BatchWriter,
-    file: Option<BatchWriter>,
+    stdout: NonBlocking,
+    file: Option<NonBlocking>,
 ) -> Result<Vec<BoxedLayer>, TelemetryError> {
     let mut layers: Vec<BoxedLayer> = Vec::new();
     layers.extend(crate::watchdog::layer(settings.long_poll));
@@ -144,8 +138,8 @@ fn filters_out_everything(filter: &str) -> Result<bool, TelemetryError> {
 fn output_layers(
     layers: &mut Vec<BoxedLayer>,
     settings: &Settings,
-    stdout: BatchWriter,
-    file: Option<BatchWriter>,
+    stdout: NonBlocking,
+    file: Option<NonBlocking>,
 ) -> Result<(), TelemetryError> {
     match (settings.log_format, file) {
         (LogFormat::Json, None) => layers.push(json_layer(stdout, &settings.rust_log)?),
@@ -197,7 +191,7 @@ where
         .boxed())
 }
 
-fn pretty_layer(writer: BatchWriter, filter: &str) -> Result<BoxedLayer, TelemetryError> {
+fn pretty_layer(writer: NonBlocking, filter: &str) -> Result<BoxedLayer, TelemetryError> {
     Ok(fmt::layer()
         .pretty()
         .with_span_events(FmtSpan::CLOSE)
@@ -224,8 +218,8 @@ fn rolling_files(dir: &std::path::Path) -> Result<RollingFileAppender, Telemetry
         .map_err(|err| unusable(err.to_string()))
 }
 
-/// A log sink that reports its first write error on stderr. The writer thread
-/// ([`batch_writer`]) ignores write errors; a full disk or a vanished log volume should be said once,
+/// A log sink that reports its first write error on stderr. tracing-appender's writer thread
+/// drops write errors silently; a full disk or a vanished log volume should be said once,
 /// while stdout output (a separate writer) goes on.
 struct ReportErrorsOnce {
     sink: Box<dyn Write + Send>,
