@@ -3,8 +3,8 @@
 # (issues 8 and 9). Writes docs/benchmarks.md: the machine, the versions, every command, the
 # tables and the ratios against their goals.
 #
-#   bench/macro.sh                         # the recorded numbers (about 12 minutes)
-#   RUNS=1 DURATION=3 WARMUP=1 HOLD=5 LONG=8 CHURN=3 REPRO=5 MICRO=0 OUT=/tmp/b.md bench/macro.sh  # a quick look
+#   bench/macro.sh                         # the recorded numbers (about 20 minutes)
+#   RUNS=1 DURATION=3 WARMUP=1 HOLD=5 LONG=8 CHURN=3 REPRO=5 MICRO=0 WIRING=0 OUT=/tmp/b.md bench/macro.sh  # a quick look
 #
 # Method: each configuration runs fresh — the service with one worker pinned to CPU 0
 # (`taskset -c 0`), wrk pinned to CPU 1, the victim route /api/orders/1 with DEPENDENCY_MS=0 —
@@ -26,6 +26,7 @@ LONG=${LONG:-120}           # seconds of the canary's long run (console retentio
 CHURN=${CHURN:-10}          # seconds of connection churn per build
 REPRO=${REPRO:-30}          # seconds of each loadgen run (the lab's reproduction)
 MICRO=${MICRO:-1}           # 0 skips the criterion benchmarks
+WIRING=${WIRING:-1}         # 0 skips bench/wiring.py (the article's wiring against the lab's)
 OUT=${OUT:-docs/benchmarks.md}
 TARGET=${CARGO_TARGET_DIR:-target}
 WORK=$(mktemp -d)
@@ -265,10 +266,17 @@ BUSY_AFTER=$(busy)
 # --- 5. micro-benchmarks ----------------------------------------------------------------------
 if [ "$MICRO" = 1 ]; then
   run_logged taskset -c 0 cargo bench -q -p service --bench telemetry -- --noplot >"$WORK/criterion.txt" 2>&1
+  run_logged taskset -c 0 cargo bench -q -p service --bench request -- --noplot >>"$WORK/criterion.txt" 2>&1
+fi
+
+# --- 6. the lab's wiring against the article's (issue 10) -------------------------------------
+# bench/wiring.py writes docs/wiring-benchmark.md; the renderer copies its tables in here.
+if [ "$WIRING" = 1 ]; then
+  run_logged python3 bench/wiring.py
 fi
 
 # --- the document -----------------------------------------------------------------------------
-export WORK OUT RUNS DURATION WARMUP CONNECTIONS HOLD LONG CHURN REPRO MICRO TARGET CLK_TCK
+export WORK OUT RUNS DURATION WARMUP CONNECTIONS HOLD LONG CHURN REPRO MICRO WIRING TARGET CLK_TCK
 export LOAD_BEFORE LOAD_AFTER BUSY_BEFORE BUSY_AFTER RSS_IDLE RSS_10K HWM_10K HOLD_RPS HOLD_P99 HOLD_BAD
 printf '%s\n' "${COMMANDS[@]}" >"$WORK/commands.txt"
 python3 bench/render_benchmarks.py

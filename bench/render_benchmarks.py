@@ -131,6 +131,15 @@ micro_rows = [
     ("poll/enter_exit/watchdog_only", "enter + exit, registry + watchdog", None),
 ]
 
+# `service/benches/request.rs`: one whole request through the real app, in process.
+request_rows = [
+    ("lab/no_request_tracing", "the lab's app, `REQUEST_TRACING=false`, watchdog off: the baseline"),
+    ("lab/off", "the lab's wiring, `RUST_LOG=off` (watchdog on)"),
+    ("lab/info", "the lab's wiring, `RUST_LOG=info`: one JSON access line"),
+    ("article/off", "the article's wiring, `RUST_LOG=off`"),
+    ("article/info", "the article's wiring, `RUST_LOG=info`: one JSON line from the handler"),
+]
+
 # --- the document -------------------------------------------------------------------------------
 md = []
 w = md.append
@@ -253,9 +262,44 @@ if micro:
         w("")
         w(f"The watchdog's cost per poll (enter + exit): {ns(a[0] - b[0])} "
           f"({ns(a[0])} with, {ns(b[0])} without).")
+    if all(k in micro for k, _ in request_rows):
+        w("")
+        w("### Per request, in process (criterion)")
+        w("")
+        w("`service/benches/request.rs`: `GET /api/orders/1` (`DEPENDENCY_MS=0`) through the real "
+          "actix-web app with `actix_web::test`, no sockets, so the kernel's TCP work (about 7 µs "
+          "of the 9–10 µs a request costs over loopback here, and bimodal) does not drown the "
+          "tracing cost. Lab: `startup::app` with `telemetry::request_layers`, exactly what the "
+          "binary installs; article: `service/benches/article/wiring.rs`. Pinned to CPU 0, the "
+          "log writer thread included.")
+        w("")
+        w("| case | what | mean | 95 % interval |")
+        w("|---|---|---|---|")
+        for bench_id, what in request_rows:
+            mean, lo, hi = micro[bench_id]
+            w(f"| `{bench_id}` | {what} | {ns(mean)} | {ns(lo)} – {ns(hi)} |")
+        m = {k: micro[k][0] for k, _ in request_rows}
+        w("")
+        w(f"Tracing's cost per request: the lab {ns(m['lab/off'] - m['lab/no_request_tracing'])} "
+          f"with nothing emitted and {ns(m['lab/info'] - m['lab/off'])} more for the JSON access "
+          f"line; the article {ns(m['article/info'] - m['article/off'])} for its one line, "
+          f"**{(m['article/info'] - m['article/off']) / (m['lab/info'] - m['lab/off']):.0f}×** the lab's.")
 else:
     w("Not run this time (`MICRO=0`).")
 w("")
+wiring_doc = ROOT / "docs" / "wiring-benchmark.md"
+if ENV.get("WIRING", "1") == "1" and wiring_doc.exists():
+    w("## The lab's wiring against the article's, over TCP (issue 10)")
+    w("")
+    w("`python3 bench/wiring.py` (also run by `bench/macro.sh`; its own copy is "
+      "`docs/wiring-benchmark.md`). Both services with one worker pinned to CPU 0, wrk on CPU 1, "
+      "the same run, configurations alternated, medians. Goals: `info` ≥ 0.85× `off`, `off` ≥ "
+      "0.95× the same service without request tracing, p99 at `info` ≤ 1.2× p99 at `off`.")
+    w("")
+    body = wiring_doc.read_text().split("\n")
+    start = next(i for i, line in enumerate(body) if line.startswith("Machine:"))
+    w("\n".join(body[start:]).rstrip())
+    w("")
 w("## Commands")
 w("")
 w("```")
