@@ -124,11 +124,12 @@ micro_rows = [
     ("event/filtered_out/span_directive", "`debug!` rejected by `info,[cpu_inline]=debug` (span-based; a variant, not the default)", None),
     ("event/emitted/no_span", "`info!` with 3 fields → JSON → non-blocking writer → sink", 1000),
     ("event/emitted/in_request_span", "the same inside the request span (span fields in the line)", 1000),
-    ("span/enter_exit", "enter + exit the request span (one poll), JSON + watchdog", None),
-    ("span/create_enter_exit_close", "a span's whole life: create, enter, exit, close (+ its close line)", None),
-    ("poll/enter_exit/without_watchdog", "enter + exit, JSON layer only", None),
-    ("poll/enter_exit/with_watchdog", "enter + exit, JSON layer + watchdog", None),
-    ("poll/enter_exit/watchdog_only", "enter + exit, registry + watchdog", None),
+    ("span/enter_exit", "enter + exit the request span (one poll); only the JSON layer tracks it", None),
+    ("span/create_enter_exit_close", "the request span's whole life: create, enter, exit, close (no close line: the access line reports the request)", None),
+    ("poll/enter_exit/without_watchdog", "enter + exit of a handler's span, JSON layer only", None),
+    ("poll/enter_exit/with_watchdog", "enter + exit of a handler's span, JSON layer + watchdog", None),
+    ("poll/enter_exit/watchdog_only", "enter + exit of a handler's span, registry + watchdog", None),
+    ("poll/request_frame", "the watchdog's bookkeeping for one poll of a request (reported by the middleware)", None),
 ]
 
 # `service/benches/request.rs`: one whole request through the real app, in process.

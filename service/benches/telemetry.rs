@@ -9,8 +9,9 @@
 //!   (goal ≤ 1 µs), outside any span and inside a request span;
 //! - `span/*`: entering and exiting a request span (one poll of a handler), and a whole span's
 //!   life (create, enter, exit, close — the close writes its own JSON line);
-//! - `poll/*`: enter+exit with and without the watchdog layer; the difference is the
-//!   watchdog's cost per poll (and the watchdog alone on the registry).
+//! - `poll/*`: enter+exit of a handler's span with and without the watchdog layer; the
+//!   difference is the watchdog's cost per poll (and the watchdog alone on the registry), and
+//!   `poll/request_frame`, what the request middleware pays the watchdog per request poll.
 //!
 //! Run: `cargo bench -p service --bench telemetry` (numbers in `docs/benchmarks.md`). Pinning
 //! the process to one CPU (`taskset -c 0`) makes the writer thread share it, as a one-worker
@@ -133,6 +134,15 @@ fn spans(c: &mut Criterion) {
     group.finish();
 }
 
+/// A handler's span (`#[instrument]`ed bug routes): the spans the watchdog's layer tracks.
+fn handler_span() -> tracing::Span {
+    tracing::info_span!(
+        "config_sync",
+        request_id = "01939b4e-8a4c-7d2e-9f00-5a1b2c3d4e5f",
+        config = "app.toml"
+    )
+}
+
 fn polls(c: &mut Criterion) {
     let mut group = c.benchmark_group("poll");
     for (name, watchdog) in [("without_watchdog", false), ("with_watchdog", true)] {
@@ -141,7 +151,7 @@ fn polls(c: &mut Criterion) {
             ..SERVICE
         };
         with_wiring(wiring, || {
-            let span = request_span();
+            let span = handler_span();
             group.bench_function(format!("enter_exit/{name}"), |b| {
                 b.iter(|| span.in_scope(|| black_box(1)))
             });
@@ -155,9 +165,15 @@ fn polls(c: &mut Criterion) {
             watchdog: true,
         },
         || {
-            let span = request_span();
+            let span = handler_span();
             group.bench_function("enter_exit/watchdog_only", |b| {
                 b.iter(|| span.in_scope(|| black_box(1)))
+            });
+            // What the request middleware pays the watchdog per poll of a request.
+            let id = service::request_id::RequestId::generate();
+            let root = tracing::Span::none();
+            group.bench_function("request_frame", |b| {
+                b.iter(|| drop(black_box(watchdog::poll_request(&id, &root))))
             });
         },
     );
