@@ -123,40 +123,34 @@ where
         let _entered = this.span.enter();
         // Dropped first, still inside the span: the watchdog's closing line is the request's.
         let _polling = watchdog::poll_request(this.id, this.span);
-        let outcome = std::task::ready!(this.inner.poll(cx));
-        let latency_ms = || {
+        let mut outcome = std::task::ready!(this.inner.poll(cx));
+        // The field values are computed only when the line is enabled. An error becomes a
+        // response after this middleware; its status is already decided.
+        tracing::info!(
+            method = this.method.as_str(),
+            route = outcome
+                .as_ref()
+                .map_or(UNMATCHED, |res| route(res.request())),
+            status = status(&outcome),
             // Whole microseconds: the line stays short, and nothing finer is meaningful here.
-            this.started.elapsed().as_micros() as f64 / 1000.0
-        };
-        Poll::Ready(match outcome {
-            Ok(mut res) => {
-                // The field values are computed only when the line is enabled.
-                tracing::info!(
-                    method = this.method.as_str(),
-                    route = route(res.request()),
-                    status = res.status().as_u16(),
-                    latency_ms = latency_ms(),
-                    "request finished"
-                );
-                res.headers_mut().insert(
-                    HeaderName::from_static(request_id::HEADER),
-                    this.id.header_value(),
-                );
-                Ok(res)
-            }
-            Err(err) => {
-                // actix-web turns the error into a response after this middleware; its status
-                // is already decided.
-                tracing::info!(
-                    method = this.method.as_str(),
-                    route = UNMATCHED,
-                    status = err.as_response_error().status_code().as_u16(),
-                    latency_ms = latency_ms(),
-                    "request finished"
-                );
-                Err(err)
-            }
-        })
+            latency_ms = this.started.elapsed().as_micros() as f64 / 1000.0,
+            "request finished"
+        );
+        if let Ok(res) = &mut outcome {
+            res.headers_mut().insert(
+                HeaderName::from_static(request_id::HEADER),
+                this.id.header_value(),
+            );
+        }
+        Poll::Ready(outcome)
+    }
+}
+
+/// The status the client gets, for a response or for an error actix-web will turn into one.
+fn status<B>(outcome: &Result<ServiceResponse<B>, Error>) -> u16 {
+    match outcome {
+        Ok(res) => res.status().as_u16(),
+        Err(err) => err.as_response_error().status_code().as_u16(),
     }
 }
 

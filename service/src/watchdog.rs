@@ -220,6 +220,19 @@ fn check(threshold: Duration) {
 }
 
 impl PollState {
+    /// Between polls: no request and no span is being polled.
+    fn is_idle(&self) -> bool {
+        self.stack.is_empty() && self.request.is_none()
+    }
+
+    /// A poll starts when the request or a span is entered on an idle thread.
+    fn begin_poll_if_idle(&mut self) {
+        if self.is_idle() {
+            self.started = Some(Instant::now());
+            self.reported = None;
+        }
+    }
+
     /// Ends the poll; what to report if the checker warned about it.
     fn poll_ended(&mut self, thread: &str) -> Option<(Duration, Culprit, String)> {
         let started = self.started.take()?;
@@ -240,10 +253,7 @@ pub fn poll_request(id: &RequestId, span: &tracing::Span) -> PollGuard {
     }
     SLOT.with(|slot| {
         let mut state = slot.state.lock().unwrap_or_else(|p| p.into_inner());
-        if state.stack.is_empty() && state.request.is_none() {
-            state.started = Some(Instant::now());
-            state.reported = None;
-        }
+        state.begin_poll_if_idle();
         state.request = Some(RequestFrame {
             id: id.clone(),
             span: span.id(),
@@ -303,10 +313,7 @@ where
     fn on_enter(&self, id: &Id, _ctx: Context<'_, S>) {
         SLOT.with(|slot| {
             let mut state = slot.state.lock().unwrap_or_else(|p| p.into_inner());
-            if state.stack.is_empty() && state.request.is_none() {
-                state.started = Some(Instant::now());
-                state.reported = None;
-            }
+            state.begin_poll_if_idle();
             state.stack.push(id.clone());
         });
     }
@@ -317,7 +324,7 @@ where
             if let Some(position) = state.stack.iter().rposition(|entered| entered == id) {
                 state.stack.truncate(position);
             }
-            if !state.stack.is_empty() || state.request.is_some() {
+            if !state.is_idle() {
                 return None;
             }
             state.poll_ended(&slot.thread)

@@ -128,13 +128,12 @@ where
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
-        let timings = ctx
-            .span(&id)
-            .and_then(|span| span.extensions_mut().remove::<Timings>());
-        if let (Some(t), Some(span)) = (timings, ctx.span(&id)) {
+        let timed = ctx.span(&id).and_then(|span| {
+            let timings = span.extensions_mut().remove::<Timings>()?;
+            Some((timings, span.metadata()))
+        });
+        if let Some((t, meta)) = timed {
             let idle = t.idle + nanos(Instant::now() - t.last);
-            let meta = span.metadata();
-            drop(span);
             let fields = FieldSet::new(&["message", "time.busy", "time.idle"], meta.callsite());
             let mut names = fields.iter();
             let (message, busy, idle_field) = (names.next(), names.next(), names.next());

@@ -120,18 +120,19 @@ fn via_scratch(
     writer: &mut Writer<'_>,
     build: impl FnOnce(&mut String) -> fmt::Result,
 ) -> fmt::Result {
-    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
-        Ok(mut out) => {
-            out.clear();
-            build(&mut out)?;
-            writer.write_str(&out)
-        }
-        // Re-entered (a field's `Debug` logged something): use a fresh buffer.
-        Err(_) => {
-            let mut out = String::new();
-            build(&mut out)?;
-            writer.write_str(&out)
-        }
+    SCRATCH.with(|scratch| {
+        let mut fresh = String::new();
+        let mut borrowed = scratch.try_borrow_mut();
+        let out = match borrowed.as_deref_mut() {
+            Ok(out) => {
+                out.clear();
+                out
+            }
+            // Re-entered (a field's `Debug` logged something): use a fresh buffer.
+            Err(_) => &mut fresh,
+        };
+        build(out)?;
+        writer.write_str(out)
     })
 }
 
@@ -256,9 +257,8 @@ impl<W: fmt::Write> fmt::Write for JsonEscaped<'_, W> {
         {
             return self.0.write_str(s);
         }
-        let first = bytes.iter().position(|&b| needs_escape(b)).unwrap_or(0);
         let mut clean_from = 0;
-        for (i, &b) in bytes.iter().enumerate().skip(first) {
+        for (i, &b) in bytes.iter().enumerate() {
             let escape: &str = match b {
                 b'"' => "\\\"",
                 b'\\' => "\\\\",

@@ -119,10 +119,9 @@ pub fn request_layers(
 ) -> Result<Vec<BoxedLayer>, TelemetryError> {
     let mut layers: Vec<BoxedLayer> = Vec::new();
     layers.extend(crate::watchdog::layer(settings.long_poll));
-    if filters_out_everything(&settings.rust_log)? {
-        // No output layer at all: even a layer whose filter rejects everything is asked about
-        // every span's enter, exit and close (`docs/benchmarks.md`).
-    } else {
+    // When `RUST_LOG` rejects everything, no output layer at all: even a layer whose filter
+    // rejects everything is asked about every span's enter, exit and close.
+    if !filters_out_everything(&settings.rust_log)? {
         output_layers(&mut layers, settings, stdout, file)?;
     }
     Ok(layers)
