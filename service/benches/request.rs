@@ -41,10 +41,7 @@
 //! while it runs and is dropped afterwards: callsite interest is cached globally, so a
 //! subscriber left alive would change what the next case's callsites cost.
 
-use std::{
-    hint::black_box,
-    time::{Duration, Instant},
-};
+use std::{hint::black_box, time::Instant};
 
 use actix_web::{
     body::MessageBody,
@@ -59,6 +56,8 @@ use service::{config::Settings, routes::AppState, startup, telemetry};
 use tracing::Dispatch;
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::{layer::SubscriberExt, EnvFilter};
+
+mod common;
 
 #[path = "article/wiring.rs"]
 mod wiring;
@@ -282,17 +281,9 @@ where
     }
 }
 
-/// The same criterion settings as `benches/telemetry.rs`.
-fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .sample_size(50)
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = common::config();
     targets = lab, article
 }
 

@@ -28,6 +28,8 @@ use tracing::Dispatch;
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::layer::SubscriberExt;
 
+mod common;
+
 /// The service's default watchdog threshold (`LONG_POLL_MS`).
 const LONG_POLL: Duration = Duration::from_millis(40);
 
@@ -180,16 +182,9 @@ fn polls(c: &mut Criterion) {
     group.finish();
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .sample_size(50)
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = common::config();
     targets = events, spans, polls
 }
 criterion_main!(benches);
