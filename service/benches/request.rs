@@ -157,7 +157,7 @@ fn lab(c: &mut Criterion) {
         let dispatch = Dispatch::new(tracing_subscriber::registry().with(layers));
         with_subscriber(dispatch, guard, || {
             let system = System::new();
-            let state = web::Data::new(AppState::new(&settings));
+            let state = web::Data::new(AppState::new(&settings, &settings.resolve_config_dir()));
             let app = system.block_on(test::init_service(startup::app(
                 state,
                 settings.request_tracing,

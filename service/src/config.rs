@@ -5,7 +5,11 @@
 //! documents the whole surface. Values are parsed into their real types here (durations,
 //! enums, socket addresses), so nothing downstream matches strings at run time.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -36,10 +40,11 @@ pub struct Settings {
     #[arg(long, env = "LOG_DIR")]
     pub log_dir: Option<PathBuf>,
 
-    /// Directory that `/config/{sync,async}/{name}` read files from. Default: the sample folder
-    /// shipped with the service.
-    #[arg(long, env = "CONFIG_DIR", default_value = default_config_dir())]
-    pub config_dir: PathBuf,
+    /// Directory that `/config/{sync,async}/{name}` read files from; it must exist. Default:
+    /// the first of `sample-config` next to the executable, `service/sample-config` and
+    /// `sample-config` in the current directory (found at start-up, not at build time).
+    #[arg(long, env = "CONFIG_DIR", value_parser = parse_existing_dir)]
+    pub config_dir: Option<PathBuf>,
 
     /// Emulated disk latency of the config read, in milliseconds (the bug holds the worker
     /// thread this long; the fix waits off the worker).
@@ -143,10 +148,71 @@ impl Settings {
     }
 }
 
-/// The sample folder of the source tree this binary was built from. The container images copy
-/// that folder into the image and point `CONFIG_DIR` at it.
-const fn default_config_dir() -> &'static str {
-    concat!(env!("CARGO_MANIFEST_DIR"), "/sample-config")
+/// Where `/config/…` reads from, and how that folder was chosen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigDir {
+    /// `CONFIG_DIR` (checked to exist when the settings were parsed).
+    Set(PathBuf),
+    /// No `CONFIG_DIR`: the first default candidate that exists.
+    Found(PathBuf),
+    /// No `CONFIG_DIR` and no candidate exists: every config read answers 404.
+    Missing { tried: Vec<PathBuf> },
+}
+
+impl ConfigDir {
+    /// The folder, unless it is [`ConfigDir::Missing`].
+    pub fn found(&self) -> Option<&Path> {
+        match self {
+            ConfigDir::Set(path) | ConfigDir::Found(path) => Some(path),
+            ConfigDir::Missing { .. } => None,
+        }
+    }
+
+    /// The folder reads join names onto; for [`ConfigDir::Missing`], the first candidate.
+    pub fn path(&self) -> &Path {
+        match self {
+            ConfigDir::Set(path) | ConfigDir::Found(path) => path,
+            ConfigDir::Missing { tried } => tried.first().map_or(Path::new(SAMPLE), |p| p),
+        }
+    }
+}
+
+/// The sample folder's name, beside the executable or in the current directory. The container
+/// images copy it into the image and set `CONFIG_DIR`.
+const SAMPLE: &str = "sample-config";
+
+impl Settings {
+    /// `CONFIG_DIR`, else the first default candidate that is a directory. Resolved at run time,
+    /// so a binary that is copied, installed or run after its checkout moved finds its folder
+    /// the same way: `sample-config` next to the executable, then `service/sample-config` (the
+    /// workspace root) and `sample-config` (the package folder) in the current directory.
+    pub fn resolve_config_dir(&self) -> ConfigDir {
+        if let Some(dir) = &self.config_dir {
+            return ConfigDir::Set(dir.clone());
+        }
+        let beside_exe = std::env::current_exe()
+            .ok()
+            .and_then(|exe| Some(exe.parent()?.join(SAMPLE)));
+        let tried: Vec<PathBuf> = beside_exe
+            .into_iter()
+            .chain([Path::new("service").join(SAMPLE), PathBuf::from(SAMPLE)])
+            .map(|dir| std::path::absolute(&dir).unwrap_or(dir))
+            .collect();
+        match tried.iter().find(|dir| dir.is_dir()) {
+            Some(dir) => ConfigDir::Found(dir.clone()),
+            None => ConfigDir::Missing { tried },
+        }
+    }
+}
+
+/// A directory that exists (a typo in `CONFIG_DIR` must not turn into 404s at request time).
+fn parse_existing_dir(raw: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(raw);
+    match std::fs::metadata(&path) {
+        Ok(meta) if meta.is_dir() => Ok(path),
+        Ok(_) => Err("not a directory".to_owned()),
+        Err(err) => Err(format!("cannot open the directory: {err}")),
+    }
 }
 
 /// Milliseconds as a `Duration`, capped at ten minutes so a typo cannot park a worker for a day.
@@ -172,6 +238,16 @@ mod tests {
         assert!(parse_millis("-1").is_err());
         assert!(parse_millis("3s").is_err());
         assert!(parse_millis("600001").is_err());
+    }
+
+    #[test]
+    fn config_dir_must_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        assert!(parse_existing_dir(dir.path().to_str().unwrap()).is_ok());
+        assert!(parse_existing_dir(file.to_str().unwrap()).is_err());
+        assert!(parse_existing_dir(dir.path().join("nothing").to_str().unwrap()).is_err());
     }
 
     #[test]

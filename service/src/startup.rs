@@ -18,7 +18,7 @@ use actix_web::{
 use anyhow::Context;
 
 use crate::{
-    config::{Flavor, Settings},
+    config::{ConfigDir, Flavor, Settings},
     request_telemetry::RequestTelemetry,
     routes::{self, AppState},
     watchdog,
@@ -40,7 +40,8 @@ impl Application {
         let listener = TcpListener::bind(settings.listen_addr)
             .with_context(|| format!("cannot listen on {}", settings.listen_addr))?;
         let local_addr = listener.local_addr()?;
-        let state = web::Data::new(AppState::new(settings));
+        let config_dir = settings.resolve_config_dir();
+        let state = web::Data::new(AppState::new(settings, &config_dir));
         let workers = settings.worker_count();
         let long_poll = settings.long_poll;
         let tracing = settings.request_tracing;
@@ -51,14 +52,25 @@ impl Application {
             instance = state.instance,
             version = env!("CARGO_PKG_VERSION"),
             console_addr = console_addr.map(tracing::field::display),
+            config_dir = config_dir.found().map(|dir| tracing::field::display(dir.display())),
             "listening"
         );
+        if let ConfigDir::Missing { tried } = &config_dir {
+            let tried: Vec<_> = tried.iter().map(|dir| dir.display().to_string()).collect();
+            tracing::warn!(
+                tried = tried.join(", "),
+                "no config folder: /config/... answers 404 until CONFIG_DIR names one"
+            );
+        }
         let server = HttpServer::new(move || {
             // The factory runs on each worker thread, inside its runtime.
             watchdog::spawn_heartbeat(long_poll);
             app(state.clone(), tracing)
         })
         .workers(workers)
+        // A client that closes its side ends the connection and drops its handler's future:
+        // no work for clients that have gone (routes::abandon, docs/client-disconnects.md).
+        .h1_allow_half_closed(false)
         .disable_signals()
         .shutdown_timeout(settings.shutdown_timeout_s)
         .listen(listener)

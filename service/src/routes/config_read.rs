@@ -15,7 +15,7 @@ use std::{path::Path, time::Duration};
 use actix_web::{web, HttpResponse};
 use tracing::info;
 
-use super::AppState;
+use super::{abandon, AppState};
 use crate::{errors::ApiError, request_id::RequestId};
 
 /// The longest config name accepted.
@@ -66,7 +66,8 @@ async fn load_config_async(
     info!("loading config");
     let (dir, slow_disk) = (state.config_dir.clone(), state.slow_disk);
     // FIX: `web::block` is tokio's `spawn_blocking`; the worker awaits and serves others.
-    let body = web::block(move || read_config_blocking(&dir, &name, slow_disk)).await??;
+    let read = web::block(move || read_config_blocking(&dir, &name, slow_disk));
+    let body = abandon::noted("blocking pool", read).await??;
     info!(bytes = body.len(), "loaded config");
     Ok(HttpResponse::Ok()
         .content_type("text/plain; charset=utf-8")

@@ -12,7 +12,7 @@ use std::{
 use actix_web::{web, HttpResponse};
 use tracing::info;
 
-use super::WorkQuery;
+use super::{abandon, WorkQuery};
 use crate::{errors::ApiError, request_id::RequestId};
 
 /// BUG: the loop runs on the worker thread.
@@ -46,7 +46,7 @@ async fn cpu_offload_work(
     request_id: &RequestId,
 ) -> Result<HttpResponse, ApiError> {
     info!("burning cpu");
-    let rounds = web::block(move || burn_cpu(work)).await?; // FIX
+    let rounds = abandon::noted("blocking pool", web::block(move || burn_cpu(work))).await?; // FIX
     Ok(HttpResponse::Ok().json(serde_json::json!({ "rounds": rounds })))
 }
 

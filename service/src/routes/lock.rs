@@ -9,6 +9,11 @@
 //! thread exactly like `lock()`) and gives up with a 503 after the hold time plus a margin.
 //! With the tokio mutex the waiter yields, the holder resumes, and the worker keeps serving.
 //!
+//! Either route serialises: one lock serves at most one request per hold, so a rate × hold of
+//! 1 or more queues requests faster than they leave. The fix waits with the same bound as the
+//! bug and then answers 503, so an overloaded lock sheds load visibly instead of building a
+//! backlog of waiters whose clients have long gone.
+//!
 //! clippy's `await_holding_lock` lint flags the bug at compile time; it is allowed here, once,
 //! on purpose.
 
@@ -21,13 +26,13 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use tracing::info;
 
-use super::AppState;
+use super::{abandon, AppState};
 use crate::{errors::ApiError, request_id::RequestId};
 
 /// The longest hold a request may ask for.
 pub const MAX_HOLD_MS: u64 = 2000;
 
-/// How much longer than the hold a std-mutex waiter blocks before it gives up.
+/// How much longer than the hold a waiter (on either mutex) waits before it gives up.
 const WAIT_MARGIN: Duration = Duration::from_millis(100);
 
 static STD_COUNTER: Mutex<u64> = Mutex::new(0);
@@ -66,7 +71,8 @@ async fn hold_std_lock(hold: Duration, request_id: &RequestId) -> Result<HttpRes
     info!("waiting for lock");
     let mut guard = lock_std_bounded(&STD_COUNTER, hold + WAIT_MARGIN)?;
     info!("lock acquired");
-    tokio::time::sleep(hold).await; // BUG: the guard stays held while this task is parked
+    // BUG: the guard stays held while this task is parked
+    abandon::noted("lock hold", tokio::time::sleep(hold)).await;
     *guard += 1;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "counter": *guard })))
 }
@@ -84,9 +90,19 @@ pub async fn lock_tokio(
 #[tracing::instrument(name = "lock_tokio", skip_all, fields(request_id = %request_id))]
 async fn hold_tokio_lock(hold: Duration, request_id: &RequestId) -> Result<HttpResponse, ApiError> {
     info!("waiting for lock");
-    let mut guard = TOKIO_COUNTER.lock().await; // FIX: waiting yields the worker
+    // FIX: waiting yields the worker; like the bug, it gives up after the hold plus a margin.
+    let max_wait = hold + WAIT_MARGIN;
+    let mut guard = abandon::noted("lock", tokio::time::timeout(max_wait, TOKIO_COUNTER.lock()))
+        .await
+        .map_err(|_| {
+            ApiError::Unavailable(format!(
+                "gave up waiting for the tokio mutex after {} ms: more requests want it than \
+                 one lock serves (rate x hold must stay below 1)",
+                max_wait.as_millis()
+            ))
+        })?;
     info!("lock acquired");
-    tokio::time::sleep(hold).await;
+    abandon::noted("lock hold", tokio::time::sleep(hold)).await;
     *guard += 1;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "counter": *guard })))
 }

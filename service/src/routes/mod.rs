@@ -7,7 +7,7 @@
 //! | `GET /config/sync/{name}` | BUG: `std::fs` + emulated slow disk on the worker |
 //! | `GET /config/async/{name}` | FIX: the same work on the blocking pool |
 //! | `GET /lock/std` | BUG: `std::sync::Mutex` guard held across `.await` |
-//! | `GET /lock/tokio` | FIX: `tokio::sync::Mutex` |
+//! | `GET /lock/tokio` | FIX: `tokio::sync::Mutex`; sheds with a 503 after a bounded wait |
 //! | `GET /cpu/inline?ms=` | BUG: CPU-bound loop on the worker |
 //! | `GET /cpu/offload?ms=` | FIX: the same loop on the blocking pool |
 //! | `GET /background/blocking?ms=` | BUG: a detached task blocks the worker, outside any span |
@@ -17,8 +17,12 @@ use std::{path::PathBuf, time::Duration};
 
 use actix_web::{web, FromRequest, Handler, Resource, Responder};
 
-use crate::{config::Flavor, config::Settings, errors::ApiError};
+use crate::{
+    config::{ConfigDir, Flavor, Settings},
+    errors::ApiError,
+};
 
+pub mod abandon;
 pub mod background;
 pub mod config_read;
 pub mod cpu;
@@ -37,9 +41,10 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(settings: &Settings) -> Self {
+    /// The state for `settings`, reading configs from `config_dir` (resolved once, at start-up).
+    pub fn new(settings: &Settings, config_dir: &ConfigDir) -> Self {
         Self {
-            config_dir: settings.config_dir.clone(),
+            config_dir: config_dir.path().to_owned(),
             slow_disk: settings.slow_disk,
             dependency: settings.dependency,
             flavor: Flavor::current(),

@@ -5,6 +5,7 @@
 use std::{
     io::{BufRead, BufReader, Read, Write},
     net::{SocketAddr, TcpStream},
+    path::Path,
     process::{Child, Command, ExitStatus, Stdio},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
@@ -43,7 +44,15 @@ pub struct TestApp {
 /// Starts the service with one worker, a 300 ms slow disk, a 1 ms dependency and `extra`
 /// settings (which win).
 pub async fn spawn_app(extra: &[(&str, &str)]) -> TestApp {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_service"));
+    spawn_binary(Path::new(env!("CARGO_BIN_EXE_service")), None, extra).await
+}
+
+/// [`spawn_app`] with another copy of the binary, run from `cwd` (default: the test's).
+pub async fn spawn_binary(binary: &Path, cwd: Option<&Path>, extra: &[(&str, &str)]) -> TestApp {
+    let mut cmd = Command::new(binary);
+    if let Some(cwd) = cwd {
+        cmd.current_dir(cwd);
+    }
     cmd.env_clear()
         .env("LISTEN_ADDR", "127.0.0.1:0")
         .env("WORKERS", "1")
@@ -106,6 +115,17 @@ impl TestApp {
             .send()
             .await
             .expect("request failed")
+    }
+
+    /// The service's resident memory (`VmRSS`), in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let pid = self.child.lock().unwrap().id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/PID/status")
     }
 
     /// A snapshot of every line so far.

@@ -2,11 +2,13 @@
 //! over HTTP, its JSON log lines read from its stdout.
 
 mod blocking;
+mod config_dir;
 mod config_names;
 mod console;
 mod health;
 mod helpers;
 mod logs;
+mod overload;
 mod request_ids;
 mod shutdown;
 mod watchdog;
