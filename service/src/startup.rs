@@ -4,7 +4,8 @@
 //! tells which), so start-up errors surface before anything runs. [`Application::run_until_stopped`]
 //! serves until SIGTERM or SIGINT, then stops accepting and lets in-flight requests finish, for
 //! at most `SHUTDOWN_TIMEOUT_S`. actix-server's own signal handling is turned off because it
-//! treats SIGINT as a hard stop; the lab wants both signals graceful.
+//! treats SIGINT as a hard stop; the lab wants both signals graceful. A client that closes its
+//! connection ends it at once, dropping a handler that still waits (see `routes::abandon`).
 
 use std::net::TcpListener;
 
