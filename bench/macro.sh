@@ -4,7 +4,7 @@
 # tables and the ratios against their goals.
 #
 #   bench/macro.sh                         # the recorded numbers (about 20 minutes)
-#   RUNS=1 DURATION=3 WARMUP=1 HOLD=5 LONG=8 CHURN=3 REPRO=5 MICRO=0 WIRING=0 OUT=/tmp/b.md bench/macro.sh  # a quick look
+#   RUNS=1 DURATION=3 WARMUP=1 HOLD=5 LONG=8 CHURN=3 REPRO=5 MICRO=0 WIRING=0 SOAK=0 OUT=/tmp/b.md bench/macro.sh  # a quick look
 #
 # Method: each configuration runs fresh — the service with one worker pinned to CPU 0
 # (`taskset -c 0`), wrk pinned to CPU 1, the victim route /api/orders/1 with DEPENDENCY_MS=0 —
@@ -27,6 +27,7 @@ CHURN=${CHURN:-10}          # seconds of connection churn per build
 REPRO=${REPRO:-30}          # seconds of each loadgen run (the lab's reproduction)
 MICRO=${MICRO:-1}           # 0 skips the criterion benchmarks
 WIRING=${WIRING:-1}         # 0 skips bench/wiring.py (the article's wiring against the lab's)
+SOAK=${SOAK:-1}             # 0 skips bench/soak.py (overload and the 3-minute soak, issue 21)
 OUT=${OUT:-docs/benchmarks.md}
 TARGET=${CARGO_TARGET_DIR:-target}
 WORK=$(mktemp -d)
@@ -275,8 +276,14 @@ if [ "$WIRING" = 1 ]; then
   run_logged python3 bench/wiring.py
 fi
 
+# --- 7. overload and soak (issue 21) ----------------------------------------------------------
+# bench/soak.py writes docs/soak-benchmark.md; the renderer copies it in here.
+if [ "$SOAK" = 1 ]; then
+  run_logged env SERVICE="$RELEASE" LOADGEN="$LOADGEN" python3 bench/soak.py
+fi
+
 # --- the document -----------------------------------------------------------------------------
-export WORK OUT RUNS DURATION WARMUP CONNECTIONS HOLD LONG CHURN REPRO MICRO WIRING TARGET CLK_TCK
+export WORK OUT RUNS DURATION WARMUP CONNECTIONS HOLD LONG CHURN REPRO MICRO WIRING SOAK TARGET CLK_TCK
 export LOAD_BEFORE LOAD_AFTER BUSY_BEFORE BUSY_AFTER RSS_IDLE RSS_10K HWM_10K HOLD_RPS HOLD_P99 HOLD_BAD
 printf '%s\n' "${COMMANDS[@]}" >"$WORK/commands.txt"
 python3 bench/render_benchmarks.py

@@ -301,6 +301,13 @@ if ENV.get("WIRING", "1") == "1" and wiring_doc.exists():
     start = next(i for i, line in enumerate(body) if line.startswith("Machine:"))
     w("\n".join(body[start:]).rstrip())
     w("")
+soak_doc = ROOT / "docs" / "soak-benchmark.md"
+if ENV.get("SOAK", "1") == "1" and soak_doc.exists():
+    # bench/soak.py's page, its title one level down.
+    body = soak_doc.read_text().rstrip().split("\n")
+    w("#" + body[0])
+    w("\n".join(body[1:]))
+    w("")
 w("## Commands")
 w("")
 w("```")

@@ -8,7 +8,8 @@ DEPENDENCY_MS=5, RUST_LOG=info), loadgen open loop, no CPU pinning (as in the co
 1. overload: `--rate 10 --mix lock_tokio=1` for OVERLOAD_S (60) seconds. One lock serves one
    request per 300 ms hold, so rate x hold is 3. Counts the answers (200 / 503 / client
    timeouts), the longest request, the access lines the service wrote after loadgen had finished
-   (work done for clients that had gone), a probe of `/lock/tokio` after the load, and RSS.
+   (work done for clients that had gone; the probe's own line excluded), a probe of
+   `/lock/tokio` after the load, and RSS.
 2. soak: `--rate 1000 --mix orders=98,config_async=1,lock_tokio=1` for SOAK_S (180) seconds,
    RSS every 5 s; "flat after the first minute" compares every sample after 60 s with the one
    at 60 s.
@@ -16,6 +17,7 @@ DEPENDENCY_MS=5, RUST_LOG=info), loadgen open loop, no CPU pinning (as in the co
     python3 bench/soak.py                               # builds, runs, writes docs/soak-benchmark.md
     OVERLOAD_S=10 SOAK_S=30 python3 bench/soak.py --no-write       # a quick look
     BASELINE=path/to/older/service python3 bench/soak.py             # the same runs for an older build too
+    SERVICE=path/to/service LOADGEN=path/to/loadgen python3 bench/soak.py   # given binaries, no build
 
 Needs: a Rust toolchain, python3. The machine's load average and running builds are recorded:
 the numbers are only as quiet as the machine was.
@@ -42,6 +44,8 @@ SAMPLE_S = 5
 SOAK_RATE = 1000
 SOAK_MIX = "orders=98,config_async=1,lock_tokio=1"
 OUT = ROOT / "docs" / "soak-benchmark.md"
+SERVICE = os.environ.get("SERVICE") or str(TARGET / "release" / "service")
+LOADGEN = os.environ.get("LOADGEN") or str(TARGET / "release" / "loadgen")
 
 
 def log(message):
@@ -77,13 +81,16 @@ def loadavg():
     return " ".join(open("/proc/loadavg").read().split()[:3])
 
 
-def get(port, path, timeout=10):
-    """One GET on a fresh connection: (status, seconds)."""
+PROBE_ID = "soak-probe"
+
+
+def probe(port, path, timeout=120):
+    """One GET on a fresh connection, with request id PROBE_ID: (status, seconds)."""
     import http.client
 
     start = time.monotonic()
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    conn.request("GET", path)
+    conn.request("GET", path, headers={"x-request-id": PROBE_ID})
     status = conn.getresponse().status
     conn.close()
     return status, time.monotonic() - start
@@ -120,7 +127,7 @@ class Service:
 
 def loadgen(port, rate, mix, seconds, output, samples=None, pid=None):
     """Runs loadgen; with `samples`, appends (t, RSS KiB of pid) every SAMPLE_S seconds."""
-    cmd = [str(TARGET / "release" / "loadgen"), f"http://127.0.0.1:{port}", "--rate", str(rate),
+    cmd = [LOADGEN, f"http://127.0.0.1:{port}", "--rate", str(rate),
            "--mix", mix, "--duration", f"{seconds}s", "--rounds", "1", "--no-progress",
            "--output", str(output)]
     start = time.monotonic()
@@ -147,7 +154,7 @@ def overload(binary, work):
         report = loadgen(service.port, 10, "lock_tokio=1", OVERLOAD_S, work / "overload.json")
         finished = time.time()
         rss_end = service.rss()
-        status, probe_s = get(service.port, "/lock/tokio", timeout=120)
+        status, probe_s = probe(service.port, "/lock/tokio")
         time.sleep(10)
         rss_after = service.rss()
         service.stop()
@@ -156,7 +163,8 @@ def overload(binary, work):
     for raw in open(log_path):
         line = json.loads(raw)
         fields = line.get("fields", {})
-        if fields.get("message") == "request finished" and fields.get("route") == "/lock/tokio":
+        if (fields.get("message") == "request finished" and fields.get("route") == "/lock/tokio"
+                and line.get("span", {}).get("request_id") != PROBE_ID):
             at = datetime.fromisoformat(line["timestamp"].replace("Z", "+00:00")).timestamp()
             late_lines += at > finished
     latency = stats["latency"]["actual"] or {}
@@ -213,13 +221,13 @@ def ms(value):
 
 def main():
     write = "--no-write" not in sys.argv
-    if os.environ.get("SKIP_BUILD") != "1":
+    if os.environ.get("SKIP_BUILD") != "1" and not os.environ.get("SERVICE"):
         log("building the release service and loadgen")
         subprocess.run(["cargo", "build", "--release", "-q", "-p", "service", "-p", "loadgen"],
                        cwd=ROOT, check=True)
     work = Path(tempfile.mkdtemp(prefix="soak-"))
     builds = [("this build", work / "service")]
-    shutil.copy(TARGET / "release" / "service", builds[0][1])
+    shutil.copy(SERVICE, builds[0][1])
     if os.environ.get("BASELINE"):
         builds.append(("baseline", Path(os.environ["BASELINE"]).resolve()))
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
@@ -255,7 +263,7 @@ def main():
       "(rate × hold = 10 × 0.3 s = 3 per lock). Then a probe `GET /lock/tokio` on a fresh "
       "connection; RSS before, at the end of the load, and 10 s after.")
     w("")
-    w("| build | requests | 200 | 503 | client timeouts (10 s) | longest answer | access lines after loadgen ended | probe after the load | RSS before → end → 10 s after |")
+    w("| build | requests | 200 | 503 | client timeouts (10 s) | longest answer | `/lock/tokio` access lines after loadgen ended (probe excluded) | probe after the load | RSS before → end → 10 s after |")
     w("|---|---|---|---|---|---|---|---|---|")
     for name, r in results.items():
         o = r["overload"]
