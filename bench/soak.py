@@ -106,7 +106,9 @@ class Service:
             "INSTANCE": "soak",
             "RUST_LOG": "info",
         }
-        self.proc = subprocess.Popen([binary], env=env, stdout=stdout, stderr=subprocess.DEVNULL)
+        # From the repository root, so the default CONFIG_DIR (service/sample-config) is found.
+        self.proc = subprocess.Popen([binary], env=env, cwd=ROOT, stdout=stdout,
+                                     stderr=subprocess.DEVNULL)
         deadline = time.time() + 20
         while True:
             try:

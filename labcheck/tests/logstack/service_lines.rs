@@ -75,6 +75,8 @@ fn service_binary() -> PathBuf {
 
 fn run_service_and_capture() -> Capture {
     let child = Command::new(service_binary())
+        // The default CONFIG_DIR is found at run time: `service/sample-config` from the root.
+        .current_dir(support::root())
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("LISTEN_ADDR", "127.0.0.1:0")
