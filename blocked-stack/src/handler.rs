@@ -46,17 +46,21 @@ pub fn install() -> Result<(), Unavailable> {
             unsafe {
                 let mut old: libc::sigaction = std::mem::zeroed();
                 if libc::sigaction(sig, std::ptr::null(), &mut old) != 0 {
-                    return Err(Unavailable::Sigaction(std::io::Error::last_os_error().to_string()));
+                    return Err(Unavailable::Sigaction(
+                        std::io::Error::last_os_error().to_string(),
+                    ));
                 }
                 if old.sa_sigaction != libc::SIG_DFL {
                     return Err(Unavailable::SignalInUse(sig));
                 }
                 let mut new: libc::sigaction = std::mem::zeroed();
-                new.sa_sigaction = on_signal as usize;
+                new.sa_sigaction = on_signal as *const () as usize;
                 new.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART | libc::SA_ONSTACK;
                 libc::sigemptyset(&mut new.sa_mask);
                 if libc::sigaction(sig, &new, std::ptr::null_mut()) != 0 {
-                    return Err(Unavailable::Sigaction(std::io::Error::last_os_error().to_string()));
+                    return Err(Unavailable::Sigaction(
+                        std::io::Error::last_os_error().to_string(),
+                    ));
                 }
             }
             INSTALLED.store(true, Ordering::Release);
@@ -203,10 +207,13 @@ fn walk(registers: &Interrupted, (lo, hi): (usize, usize), mut emit: impl FnMut(
         let leaf_return = match registers.lr {
             Some(lr) if objects::in_main_text(lr) => Some(lr),
             _ if in_stack => {
-                let end = registers
-                    .sp
-                    .saturating_add(LEAF_SCAN_BYTES)
-                    .min(if registers.fp > registers.sp { registers.fp } else { hi });
+                let end = registers.sp.saturating_add(LEAF_SCAN_BYTES).min(
+                    if registers.fp > registers.sp {
+                        registers.fp
+                    } else {
+                        hi
+                    },
+                );
                 (registers.sp..end)
                     .step_by(std::mem::size_of::<usize>())
                     .filter_map(|addr| load(addr, bounds))

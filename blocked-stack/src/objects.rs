@@ -56,7 +56,11 @@ pub(crate) fn record() {
 }
 
 /// `dl_iterate_phdr`'s callback: one object's executable `PT_LOAD` ranges and build id.
-unsafe extern "C" fn collect(info: *mut libc::dl_phdr_info, _size: usize, data: *mut c_void) -> c_int {
+unsafe extern "C" fn collect(
+    info: *mut libc::dl_phdr_info,
+    _size: usize,
+    data: *mut c_void,
+) -> c_int {
     // SAFETY: `dl_iterate_phdr` passes a valid `dl_phdr_info` for the duration of the call, and
     // `data` is the `&mut Vec<Module>` that `record` passed in.
     let (info, modules) = unsafe { (&*info, &mut *data.cast::<Vec<Module>>()) };
@@ -82,7 +86,10 @@ unsafe extern "C" fn collect(info: *mut libc::dl_phdr_info, _size: usize, data: 
             // SAFETY: a PT_NOTE segment of a loaded object lies inside one of its PT_LOAD
             // segments, mapped readable for the object's lifetime, `p_memsz` bytes long.
             let notes = unsafe {
-                std::slice::from_raw_parts((bias + h.p_vaddr as usize) as *const u8, h.p_memsz as usize)
+                std::slice::from_raw_parts(
+                    (bias + h.p_vaddr as usize) as *const u8,
+                    h.p_memsz as usize,
+                )
             };
             gnu_build_id(notes)
         });
@@ -90,7 +97,9 @@ unsafe extern "C" fn collect(info: *mut libc::dl_phdr_info, _size: usize, data: 
         String::new()
     } else {
         // SAFETY: a non-null `dlpi_name` is a NUL-terminated string owned by the loader.
-        unsafe { CStr::from_ptr(info.dlpi_name) }.to_string_lossy().into_owned()
+        unsafe { CStr::from_ptr(info.dlpi_name) }
+            .to_string_lossy()
+            .into_owned()
     };
     // The first object reported is the main program, whose name is empty.
     let main = modules.is_empty();
@@ -120,7 +129,11 @@ fn gnu_build_id(mut notes: &[u8]) -> Option<String> {
     let word = |b: &[u8]| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
     let align4 = |n: usize| (n + 3) & !3;
     while notes.len() >= 12 {
-        let (namesz, descsz, kind) = (word(notes) as usize, word(&notes[4..]) as usize, word(&notes[8..]));
+        let (namesz, descsz, kind) = (
+            word(notes) as usize,
+            word(&notes[4..]) as usize,
+            word(&notes[8..]),
+        );
         let name_end = 12 + align4(namesz);
         let desc_end = name_end + align4(descsz);
         if desc_end > notes.len() {

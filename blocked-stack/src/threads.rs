@@ -134,12 +134,10 @@ pub fn capture(thread: &ThreadHandle, timeout: Duration) -> Result<RawStack, Cap
         if Instant::now() >= deadline {
             // Withdraw the request. If the handler has already claimed it, it finishes within
             // microseconds (a bounded walk): wait for that instead, so the slot ends idle.
-            match slot.state.compare_exchange(
-                REQUESTED,
-                IDLE,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
+            match slot
+                .state
+                .compare_exchange(REQUESTED, IDLE, Ordering::AcqRel, Ordering::Acquire)
+            {
                 Ok(_) => return Err(CaptureError::Timeout),
                 Err(_) => {
                     std::thread::yield_now();

@@ -62,10 +62,14 @@ fn a_sleeping_thread_is_captured_in_its_sleep_and_still_sleeps_its_full_time() {
     let names = names(&stack.frames);
     let position = |needle: &str| names.iter().position(|n| n.contains(needle));
     let sleep = position("std::")
-        .filter(|&i| names[i].contains("sleep")).unwrap_or_else(|| panic!("no sleep in {names:?}"));
+        .filter(|&i| names[i].contains("sleep"))
+        .unwrap_or_else(|| panic!("no sleep in {names:?}"));
     let caller =
         position("read_config_blocking").unwrap_or_else(|| panic!("no caller in {names:?}"));
-    assert!(sleep < caller, "sleep must be inner to its caller: {names:?}");
+    assert!(
+        sleep < caller,
+        "sleep must be inner to its caller: {names:?}"
+    );
     let slept = joined.join().unwrap();
     assert!(slept >= Duration::from_millis(300), "slept only {slept:?}");
 }
@@ -112,7 +116,10 @@ fn a_socket_read_interrupted_by_a_capture_still_returns_the_data() {
         capture(&handle, Duration::from_millis(50)).expect("the reader answers");
     }
     client.write_all(b"hello").unwrap();
-    let read = joined.join().unwrap().expect("the read succeeds, not EINTR");
+    let read = joined
+        .join()
+        .unwrap()
+        .expect("the read succeeds, not EINTR");
     assert_eq!(&read, b"hello");
 }
 
