@@ -258,7 +258,10 @@ fn the_request_id_textbox_shows_every_line_when_empty_and_one_request_when_set()
     let empty_exact = Regex::new(r#"request_id\s*(==?|=~)\s*(""|``)"#).expect("regex");
     for expr in uses {
         let empty = grafana_interpolate(&expr, "");
-        assert!(!empty_exact.is_match(&empty), "unguarded when empty: {expr}");
+        assert!(
+            !empty_exact.is_match(&empty),
+            "unguarded when empty: {expr}"
+        );
         if let Some(filter) = request_id_regex(&empty) {
             assert!(filter.is_match(""), "empty box, absent label: {expr}");
             assert!(filter.is_match("any-id"), "empty box, any id: {expr}");
@@ -291,7 +294,8 @@ fn grafana_interpolate(expr: &str, value: &str) -> String {
 
 /// The regex of a `request_id=~"…"` (or backtick) label filter, anchored as Loki anchors it.
 fn request_id_regex(expr: &str) -> Option<Regex> {
-    let filter = Regex::new(r#"request_id\s*=~\s*(?:"((?:[^"\\]|\\.)*)"|`([^`]*)`)"#).expect("regex");
+    let filter =
+        Regex::new(r#"request_id\s*=~\s*(?:"((?:[^"\\]|\\.)*)"|`([^`]*)`)"#).expect("regex");
     let caps = filter.captures(expr)?;
     let pattern = match (caps.get(1), caps.get(2)) {
         // A double-quoted LogQL string unescapes `\\` and `\"`.
@@ -398,8 +402,9 @@ fn pipelines(expr: &str) -> Vec<(Vec<String>, String)> {
 /// A stage that can fail on one line and set `__error__`: a parser, `unwrap`, a template,
 /// or a numeric or duration comparison (`busy >= 20ms`, `status >= 500`).
 fn can_fail(stage: &str) -> bool {
-    let parser = Regex::new(r"^(json|logfmt|regexp|pattern|unpack|unwrap|line_format|label_format)\b")
-        .expect("regex");
+    let parser =
+        Regex::new(r"^(json|logfmt|regexp|pattern|unpack|unwrap|line_format|label_format)\b")
+            .expect("regex");
     let numeric = Regex::new(r"^[A-Za-z_]\w*\s*(>=|<=|==|!=|>|<)\s*-?[0-9]").expect("regex");
     parser.is_match(stage) || numeric.is_match(stage)
 }
@@ -444,9 +449,17 @@ fn the_guard_check_sees_parsers_unwrap_and_comparisons_but_not_line_filters() {
     assert_eq!(range, "1m");
     assert_eq!(
         stages,
-        &[r#"json a="""#, "busy >= 20ms", r#"__error__="""#, r#"a!="""#]
+        &[
+            r#"json a="""#,
+            "busy >= 20ms",
+            r#"__error__="""#,
+            r#"a!="""#
+        ]
     );
-    assert_eq!(stages.iter().map(|s| can_fail(s)).collect::<Vec<_>>(), [true, true, false, false]);
+    assert_eq!(
+        stages.iter().map(|s| can_fail(s)).collect::<Vec<_>>(),
+        [true, true, false, false]
+    );
     assert!(is_guard(&stages[2]));
 }
 

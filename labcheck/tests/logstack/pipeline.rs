@@ -240,9 +240,11 @@ pub fn process(process: &Block, labels: Labels, line: &str) -> Option<Entry> {
 /// previous line's gets the previous entry's time + 1ns; "keep" leaves it. A restarted Alloy
 /// starts with no such state.
 pub fn process_stream(process_block: &Block, labels: &Labels, lines: &[&str]) -> Vec<Entry> {
-    let fudge = process_block
-        .blocks_named("stage.timestamp")
-        .any(|s| s.str_attr("action_on_duplicate_timestamp").unwrap_or("fudge") == "fudge");
+    let fudge = process_block.blocks_named("stage.timestamp").any(|s| {
+        s.str_attr("action_on_duplicate_timestamp")
+            .unwrap_or("fudge")
+            == "fudge"
+    });
     // The previous line's own time and how far its entry was moved.
     let mut previous: Option<(std::time::SystemTime, u64)> = None;
     let mut out = Vec::new();
