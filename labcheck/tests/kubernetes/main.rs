@@ -16,6 +16,7 @@ mod pipeline;
 mod support;
 
 mod charts;
+mod docs;
 mod kube;
 mod manifests;
 mod pod_logs;
