@@ -74,7 +74,15 @@ req="deploy/ci/kubernetes-requirements.txt"
 if ! cmp -s "$req" "$venv/requirements.txt" 2>/dev/null; then
   log "venv with $req (in $venv)"
   rm -rf "$venv"
-  python3 -m venv "$venv"
+  if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+    # Debian's python3 keeps venv (ensurepip) in a package of its own.
+    [ "${CI:-}" = true ] || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
+    log "installing python3-venv"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+  fi
   "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps -r "$req"
   cp "$req" "$venv/requirements.txt"
 fi
