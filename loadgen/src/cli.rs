@@ -59,12 +59,12 @@ pub struct Cli {
     pub max_in_flight: u64,
 
     /// Weighted route mix, `route=weight,…`. Routes: orders, config_sync, config_async,
-    /// lock_std, lock_tokio, cpu_inline, cpu_offload, healthz.
+    /// lock_std, lock_tokio, cpu_inline, cpu_offload, healthz, background_blocking.
     #[arg(long, env = "LOADGEN_MIX", default_value = Mix::DEFAULT)]
     pub mix: Mix,
 
     /// TOML scenario file with a `[mix]` table and optional `[params]` (config_name, cpu_ms,
-    /// order_ids); takes precedence over --mix.
+    /// order_ids, background_ms); takes precedence over --mix.
     #[arg(long, env = "LOADGEN_SCENARIO")]
     pub scenario: Option<PathBuf>,
 
