@@ -139,13 +139,32 @@ pub fn table(r: &Report) -> String {
     out
 }
 
-/// The stack as printed: the first frames, cut short.
+/// The stack as printed: from the first frame that is not the runtime's or libc's (the code
+/// that blocked), three frames at most.
 fn short_stack(stack: &str) -> String {
-    const MAX: usize = 160;
-    match stack.char_indices().nth(MAX) {
-        Some((cut, _)) => format!("{} …", &stack[..cut]),
-        None => stack.to_owned(),
-    }
+    const NOISE: [&str; 9] = [
+        "__",
+        "std::",
+        "core::",
+        "alloc::",
+        "<std",
+        "<core",
+        "clock_",
+        "nanosleep",
+        "syscall",
+    ];
+    let frames: Vec<&str> = stack.split(" <- ").collect();
+    let first = frames
+        .iter()
+        .position(|f| !NOISE.iter().any(|n| f.starts_with(n)))
+        .unwrap_or(0);
+    let shown = &frames[first..frames.len().min(first + 3)];
+    let more = if first + shown.len() < frames.len() {
+        " <- …"
+    } else {
+        ""
+    };
+    format!("{}{more}", shown.join(" <- "))
 }
 
 /// The `suspects` section: what blocked the workers while the slow requests waited.
@@ -205,5 +224,20 @@ fn suspects(out: &mut String, r: &Report) {
     }
     for u in &s.unavailable {
         let _ = writeln!(out, "  no block record from {}: {}", u.instance, u.error);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::short_stack;
+
+    #[test]
+    fn stacks_start_at_the_blocking_code() {
+        let s = "__GI___clock_nanosleep <- std::thread::sleep <- service::routes::config_read::read_config_blocking <- service::routes::config_read::config_sync <- a <- b";
+        assert_eq!(
+            short_stack(s),
+            "service::routes::config_read::read_config_blocking <- service::routes::config_read::config_sync <- a <- …"
+        );
+        assert_eq!(short_stack("std::a <- std::b"), "std::a <- std::b");
     }
 }
