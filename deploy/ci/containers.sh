@@ -152,6 +152,20 @@ done
 step "assert: the watchdog names every /config/sync request in the fleet's logs while it blocks"
 python3 "$here/check_report.py" watchdog "$out/api.log" 250
 
+step "assert: loadgen names config_sync as the top suspect (the culprit in one screen)"
+python3 - "$out/loaded.json" <<'PY'
+import json, sys
+r = json.loads(open(sys.argv[1]).readline())
+s, summary = r["suspects"], r["suspects_summary"]
+assert s, f"no suspects: {summary}"
+top = s[0]
+assert (top["handler"], top["kind"]) == ("config_sync", "blocked"), f"top suspect {top['handler']}/{top['kind']}"
+assert top["request_ids"] and top["explains"] > 0, top
+assert not summary["unavailable"], f"instances without /debug/blocked: {summary['unavailable']}"
+print(f"ok: config_sync explains {top['explains']} of {top['slow_requests']} slow requests "
+      f"(all suspects: {summary['explained']} explained), e.g. {top['request_ids'][0]} on {top['instance']}")
+PY
+
 step "down"
 compose down -v --remove-orphans
 printf '\n[containers] all container checks passed in %ss\n' "$((SECONDS - t0))"
