@@ -16,6 +16,13 @@ use std::{
 
 use serde_json::Value;
 
+/// The tests here run one at a time: each measures latency, and four services and four
+/// loadgens at once on a small machine make CPU starvation a suspect of its own.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn service_binary() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
@@ -56,7 +63,8 @@ impl Service {
         Self::start_with(instance, &[])
     }
 
-    /// Two workers, a 300 ms slow disk, a 1 ms dependency, and `extra` settings (which win).
+    /// Two workers, a 300 ms slow disk, a 1 ms dependency, a 250 ms watchdog threshold, and
+    /// `extra` settings (which win).
     fn start_with(instance: &str, extra: &[(&str, &str)]) -> Self {
         let mut cmd = Command::new(service_binary());
         cmd.env_clear()
@@ -64,9 +72,10 @@ impl Service {
             .env("WORKERS", "2")
             .env("SLOW_DISK_MS", "300")
             .env("DEPENDENCY_MS", "1")
-            // Above the default 40 ms so that a worker merely starved of CPU on a loaded
-            // machine is not taken for a stall; every culprit here blocks for 150 ms or more.
-            .env("LONG_POLL_MS", "100")
+            // Well above the default 40 ms, so that a worker merely starved of CPU on a
+            // loaded machine (pauses of 100+ ms were seen on a busy 2-core box) is not
+            // taken for a stall; the slow disk's 300 ms blocks are still caught whole.
+            .env("LONG_POLL_MS", "250")
             .env("RUST_LOG", "info")
             .env("INSTANCE", instance)
             .env("TOKIO_CONSOLE_BIND", "127.0.0.1:0")
@@ -150,6 +159,7 @@ fn suspects(report: &Value) -> &Vec<Value> {
 
 #[test]
 fn the_bug_mix_names_config_sync_with_requests_the_watchdog_logged() {
+    let _serial = one_at_a_time();
     let svc = Service::start("api-bug");
     // The gate passes: at most 20 % of the slow requests lack a suspect.
     let (stdout, report) = loadgen(
@@ -158,7 +168,11 @@ fn the_bug_mix_names_config_sync_with_requests_the_watchdog_logged() {
         &["--max-unexplained", "0.2"],
     );
     let top = &suspects(&report)[0];
-    assert_eq!(top["handler"], "config_sync", "{stdout}");
+    assert_eq!(
+        top["handler"], "config_sync",
+        "{stdout}\n{:#}",
+        report["suspects"]
+    );
     assert_eq!(top["kind"], "blocked");
     assert_eq!(top["instance"], "api-bug");
     // Of the 10 slowest (and the requests over their route's p99), config_sync blocked a
@@ -208,6 +222,7 @@ fn the_bug_mix_names_config_sync_with_requests_the_watchdog_logged() {
 
 #[test]
 fn the_fix_mix_has_no_in_process_culprit() {
+    let _serial = one_at_a_time();
     let svc = Service::start("api-fix");
     let (code, stdout, report) = loadgen_exit(
         &svc,
@@ -231,7 +246,9 @@ fn the_fix_mix_has_no_in_process_culprit() {
 
 #[test]
 fn cpu_inline_lock_std_and_background_blocking_are_named() {
-    let svc = Service::start("api-mixed");
+    let _serial = one_at_a_time();
+    // cpu_inline blocks 200 ms here: a lower threshold, and the culprit must still come first.
+    let svc = Service::start_with("api-mixed", &[("LONG_POLL_MS", "100")]);
     let dir = tempfile::tempdir().unwrap();
     for (route, culprit, kind) in [
         ("cpu_inline", "cpu_inline", "blocked"),
@@ -242,7 +259,7 @@ fn cpu_inline_lock_std_and_background_blocking_are_named() {
         std::fs::write(
             &scenario,
             format!(
-                "[mix]\norders = 97\n{route} = 3\n[params]\ncpu_ms = 150\nbackground_ms = 200\n"
+                "[mix]\norders = 97\n{route} = 3\n[params]\ncpu_ms = 200\nbackground_ms = 300\n"
             ),
         )
         .unwrap();
@@ -263,6 +280,7 @@ fn cpu_inline_lock_std_and_background_blocking_are_named() {
 
 #[test]
 fn an_instance_without_a_block_record_is_named_and_the_round_goes_on() {
+    let _serial = one_at_a_time();
     let svc = Service::start("api-on");
     let off = Service::start_with("api-norecord", &[("DEBUG_BLOCKED", "false")]);
     let dir = tempfile::tempdir().unwrap();
