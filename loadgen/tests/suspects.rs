@@ -3,8 +3,7 @@
 //! the workers, and say plainly when nothing in-process did.
 //!
 //! The service binary belongs to another package, so Cargo gives this test no path to it:
-//! [`service_binary`] builds it with the same Cargo (a no-op when it is fresh) into the same
-//! target directory as loadgen.
+//! [`service_binary`] builds it with the same Cargo (a no-op when it is fresh).
 
 use std::{
     io::{BufRead, BufReader},
@@ -23,23 +22,26 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Builds the service (a no-op when it is fresh) and returns the path Cargo reports for it,
+/// as labcheck's log-line tests do.
 fn service_binary() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
-        let loadgen = PathBuf::from(env!("CARGO_BIN_EXE_loadgen"));
-        let dir = loadgen
-            .parent()
-            .expect("loadgen has a directory")
-            .to_owned();
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let mut build = Command::new(cargo);
-        build.args(["build", "--quiet", "-p", "service", "--bin", "service"]);
-        if dir.ends_with("release") {
-            build.arg("--release");
-        }
-        let status = build.status().expect("run cargo build -p service");
-        assert!(status.success(), "cargo build -p service failed");
-        dir.join(format!("service{}", std::env::consts::EXE_SUFFIX))
+        let out = Command::new(env!("CARGO"))
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+            .args(["build", "--quiet", "-p", "service", "--bin", "service"])
+            .args(["--message-format", "json-render-diagnostics"])
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("cargo runs");
+        assert!(out.status.success(), "cargo build -p service failed");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|m| m["reason"] == "compiler-artifact")
+            .filter_map(|m| m["executable"].as_str().map(PathBuf::from))
+            .next_back()
+            .expect("cargo reports the service executable")
     })
     .clone()
 }
