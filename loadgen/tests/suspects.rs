@@ -152,7 +152,20 @@ fn loadgen_exit(svc: &Service, mix: &str, extra: &[&str]) -> (i32, String, Value
         String::from_utf8_lossy(&run.stderr)
     );
     let text = std::fs::read_to_string(&out).unwrap();
-    (code, stdout, serde_json::from_str(text.trim()).unwrap())
+    let report = serde_json::from_str(text.trim()).unwrap();
+    assert_matches_schema(&report);
+    (code, stdout, report)
+}
+
+/// Real suspects (and instances without a record) match the documented schema.
+fn assert_matches_schema(report: &Value) {
+    let schema: Value = serde_json::from_str(include_str!("../report.schema.json")).unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(report)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
 }
 
 fn suspects(report: &Value) -> &Vec<Value> {
@@ -299,6 +312,7 @@ fn an_instance_without_a_block_record_is_named_and_the_round_goes_on() {
     assert!(run.status.success(), "{stdout}");
     let report: Value =
         serde_json::from_str(std::fs::read_to_string(&out).unwrap().trim()).unwrap();
+    assert_matches_schema(&report);
     let unavailable = report["suspects_summary"]["unavailable"]
         .as_array()
         .unwrap();
