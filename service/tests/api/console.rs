@@ -73,6 +73,33 @@ async fn the_console_port_is_open_only_in_canary_builds() {
 }
 
 #[cfg(feature = "console")]
+#[test]
+fn bad_console_settings_exit_2_with_one_line_naming_the_variable() {
+    for (key, value) in [
+        ("TOKIO_CONSOLE_BIND", "localhost"),
+        ("TOKIO_CONSOLE_RETENTION", "60"),
+        ("TOKIO_CONSOLE_PUBLISH_INTERVAL", "soon"),
+        ("TOKIO_CONSOLE_BUFFER_CAPACITY", "-1"),
+        ("TOKIO_CONSOLE_RESOURCES", "yes"),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_service"))
+            .env_clear()
+            .env("LISTEN_ADDR", "127.0.0.1:0")
+            .env(key, value)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{key}={value}");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert_eq!(
+            stderr.trim_end().lines().count(),
+            1,
+            "{key}={value}: {stderr}"
+        );
+        assert!(stderr.contains(key), "{key}={value}: {stderr}");
+    }
+}
+
+#[cfg(feature = "console")]
 mod grpc {
     //! A tokio-console client in miniature: subscribe to `Instrument::watch_updates`, keep
     //! the task table across incremental updates, and compute busy and idle the way the
