@@ -2,6 +2,12 @@
 //! it wakes later than the threshold, something blocked the worker outside any watched poll (a
 //! detached, un-instrumented task), and it says so with `worker stall`, carrying the stack the
 //! checker took while the heartbeat was overdue.
+//!
+//! A heartbeat can also be late because its worker waited for a CPU (a loaded machine, the
+//! first moments after start-up): that is not code blocking the worker. The kernel counts each
+//! thread's time spent runnable but waiting for a CPU (`/proc/thread-self/schedstat`); a late
+//! wake whose lateness was mostly such waiting is not reported. Where the kernel does not
+//! provide the file, every late wake is reported.
 
 use std::{
     cell::Cell,
@@ -17,9 +23,6 @@ use super::{
 /// Starts the heartbeat on the current worker runtime (once per thread): a task that sleeps
 /// `threshold / 2` at a time and warns `worker stall` when it wakes more than `threshold` late.
 ///
-/// Lateness before the first on-time wake is not reported: right after start-up the workers
-/// compete with each other and with the rest of the process for the CPU, so the first wakes
-/// can be late without anything blocking.
 pub fn spawn_heartbeat(threshold: Duration) {
     thread_local!(static STARTED: Cell<bool> = const { Cell::new(false) });
     if threshold.is_zero() || STARTED.with(|s| s.replace(true)) {
@@ -31,18 +34,20 @@ pub fn spawn_heartbeat(threshold: Duration) {
         .unwrap_or("unnamed")
         .to_owned();
     actix_web::rt::spawn(async move {
-        let mut settled = false;
+        let mut run_queue = RunQueueWait::open();
         loop {
             let due = tokio::time::Instant::now() + period;
             threads::set_heartbeat_due(due.into_std());
+            let waited_before = run_queue.total();
             tokio::time::sleep_until(due).await;
             let lag = due.elapsed();
             if lag <= threshold {
-                settled = true;
                 continue;
             }
-            if !settled {
-                continue;
+            if let (Some(before), Some(after)) = (waited_before, run_queue.total()) {
+                if after.saturating_sub(before) * 2 >= lag {
+                    continue; // late for want of a CPU, not blocked
+                }
             }
             let sample = threads::with_current(|slot| {
                 let taken = slot
@@ -64,4 +69,24 @@ pub fn spawn_heartbeat(threshold: Duration) {
             record::stall(&worker, end - lag, end, stack);
         }
     });
+}
+
+/// The calling thread's total time runnable but waiting for a CPU, from the kernel's schedstat
+/// (its second field, in nanoseconds). Opened once per heartbeat, read with `pread`.
+struct RunQueueWait(Option<std::fs::File>);
+
+impl RunQueueWait {
+    fn open() -> Self {
+        Self(std::fs::File::open("/proc/thread-self/schedstat").ok())
+    }
+
+    fn total(&mut self) -> Option<Duration> {
+        use std::os::unix::fs::FileExt;
+        let file = self.0.as_ref()?;
+        let mut buf = [0u8; 96];
+        let n = file.read_at(&mut buf, 0).ok()?;
+        let text = std::str::from_utf8(&buf[..n]).ok()?;
+        let waited = text.split_whitespace().nth(1)?.parse().ok()?;
+        Some(Duration::from_nanos(waited))
+    }
 }
