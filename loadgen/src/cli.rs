@@ -25,7 +25,7 @@ use crate::{
 /// Open-loop HTTP load per route and per instance, with coordinated-omission-corrected tails
 /// and the slowest request_ids linked to their logs.
 ///
-/// Exit codes: 0 ok, 1 a gate (--max-p99, --max-error-rate) failed, 2 bad input or
+/// Exit codes: 0 ok, 1 a gate (--max-p99, --max-error-rate, --max-unexplained) failed, 2 bad input or
 /// unreachable target.
 #[derive(Debug, Parser)]
 #[command(name = "loadgen", version)]
@@ -59,12 +59,12 @@ pub struct Cli {
     pub max_in_flight: u64,
 
     /// Weighted route mix, `route=weight,…`. Routes: orders, config_sync, config_async,
-    /// lock_std, lock_tokio, cpu_inline, cpu_offload, healthz.
+    /// lock_std, lock_tokio, cpu_inline, cpu_offload, healthz, background_blocking.
     #[arg(long, env = "LOADGEN_MIX", default_value = Mix::DEFAULT)]
     pub mix: Mix,
 
     /// TOML scenario file with a `[mix]` table and optional `[params]` (config_name, cpu_ms,
-    /// order_ids); takes precedence over --mix.
+    /// order_ids, background_ms); takes precedence over --mix.
     #[arg(long, env = "LOADGEN_SCENARIO")]
     pub scenario: Option<PathBuf>,
 
@@ -96,6 +96,12 @@ pub struct Cli {
     /// Gate: exit 1 if a round's error fraction (errors / requests, 0..=1) exceeds this.
     #[arg(long, env = "LOADGEN_MAX_ERROR_RATE", value_parser = parse_fraction)]
     pub max_error_rate: Option<f64>,
+
+    /// Gate: exit 1 if more than this fraction (0..=1) of a round's slow requests (the
+    /// slowest N and every request over its route's p99) overlaps no block of the instance's
+    /// workers (see the suspects section).
+    #[arg(long, env = "LOADGEN_MAX_UNEXPLAINED", value_parser = parse_fraction)]
+    pub max_unexplained: Option<f64>,
 
     /// Grafana base URL for the Explore links.
     #[arg(long, env = "GRAFANA_URL", default_value = links::DEFAULT_GRAFANA_URL, value_parser = parse_base_url)]
@@ -193,6 +199,7 @@ impl Cli {
         cfg.gates = Gates {
             max_p99: self.max_p99,
             max_error_rate: self.max_error_rate,
+            max_unexplained: self.max_unexplained,
         };
         cfg.links = LinkConfig {
             grafana_url: self.grafana_url.clone(),

@@ -4,7 +4,8 @@
 //! [`schedule`] decides *when* request `i` should start (open loop: `t0 + i/rate`; closed loop:
 //! as soon as a connection is free), [`send`] owns one hyper HTTP/1.1 keep-alive connection per
 //! worker, [`record`] folds outcomes into HdrHistograms per route and per target instance, and
-//! [`report`] / [`render`] turn those into JSON and a table. [`run`] wires them together; the
+//! [`report`] / [`render`] turn those into JSON and a table; at the end of a round [`suspects`]
+//! joins the slow requests with each instance's record of blocked workers. [`run`] wires them together; the
 //! statistics in [`stats`] are pure functions with unit tests.
 
 pub mod cli;
@@ -19,6 +20,7 @@ pub mod scenario;
 pub mod schedule;
 pub mod send;
 pub mod stats;
+pub mod suspects;
 pub mod target;
 
 pub use error::Error;

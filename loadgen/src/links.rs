@@ -21,6 +21,7 @@ static QUERIES_JSON: &str = include_str!("../../grafana/queries.json");
 pub struct Queries {
     pub datasource_uid: String,
     pub request_by_id: String,
+    pub watchdog_warnings: String,
 }
 
 /// The lab's shared queries, parsed once.
@@ -37,6 +38,13 @@ pub const DEFAULT_GRAFANA_URL: &str = "http://127.0.0.1:3000";
 /// The LogQL query that finds every log line of one request.
 pub fn logql_for(request_id: &str) -> String {
     queries().request_by_id.replace("${request_id}", request_id)
+}
+
+/// The LogQL query for the watchdog's warnings (`worker blocked` / `worker stall`) of one
+/// instance: a stall has no request id to search by.
+pub fn watchdog_logql_for(instance: &str) -> String {
+    let escaped = instance.replace('\\', "\\\\").replace('"', "\\\"");
+    format!("{} | instance=\"{escaped}\"", queries().watchdog_warnings)
 }
 
 /// Where links point.

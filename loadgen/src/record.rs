@@ -152,6 +152,10 @@ pub struct SlowRequest {
     pub start: Duration,
     pub status: Option<u16>,
     pub error: Option<ErrorKind>,
+    /// Actual send and answer (or failure), as offsets from the round start: the interval
+    /// the suspects join matches against the service's blocks.
+    pub sent: Duration,
+    pub done: Duration,
 }
 
 /// The `cap` slowest requests seen, by corrected latency.
@@ -195,6 +199,11 @@ impl Slowest {
     }
 }
 
+/// How many of each route's slowest requests a lane keeps as candidates for "over the route's
+/// p99" (the suspects join): bounded, so requests over p99 beyond this many per route and
+/// endpoint are not considered.
+pub const P99_CANDIDATES: usize = 64;
+
 /// What one lane (one endpoint) has recorded; workers share it behind a mutex that is held
 /// only for the few hundred nanoseconds of a `record`.
 #[derive(Debug, Clone)]
@@ -202,6 +211,8 @@ pub struct LaneRecorder {
     pub endpoint: usize,
     pub routes: Vec<Option<Bucket>>,
     pub slowest: Slowest,
+    /// Per route: its slowest [`P99_CANDIDATES`] requests.
+    pub route_slowest: Vec<Slowest>,
     late_after: Duration,
 }
 
@@ -211,6 +222,7 @@ impl LaneRecorder {
             endpoint,
             routes: vec![None; Route::ALL.len()],
             slowest: Slowest::new(slowest),
+            route_slowest: vec![Slowest::new(P99_CANDIDATES); Route::ALL.len()],
             late_after,
         }
     }
@@ -220,7 +232,7 @@ impl LaneRecorder {
             .get_or_insert_with(Bucket::default)
             .record(s, self.late_after);
         let failed_without_response = s.outcome.status.is_none();
-        self.slowest.offer(SlowRequest {
+        let slow = SlowRequest {
             corrected: s.corrected(),
             actual: (!failed_without_response).then(|| s.actual()),
             request_id: s.request_id,
@@ -229,7 +241,11 @@ impl LaneRecorder {
             start: s.intended.unwrap_or(s.sent),
             status: s.outcome.status,
             error: s.outcome.error,
-        });
+            sent: s.sent,
+            done: s.done,
+        };
+        self.slowest.offer(slow);
+        self.route_slowest[s.route.index()].offer(slow);
     }
 }
 

@@ -3,7 +3,10 @@
 
 use std::fmt::Write as _;
 
-use crate::report::{Mode, Report, Stats};
+use crate::{
+    report::{Mode, Report, Stats},
+    suspects::Kind,
+};
 
 fn ms(v: Option<f64>) -> String {
     v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"))
@@ -129,8 +132,112 @@ pub fn table(r: &Report) -> String {
             let _ = writeln!(out, "in Grafana Explore:  {}", first.explore_url);
         }
     }
+    suspects(&mut out, r);
     for f in &r.gates.failures {
         let _ = writeln!(out, "GATE FAILED: {f}");
     }
     out
+}
+
+/// The stack as printed: from the first frame that is not the runtime's or libc's (the code
+/// that blocked), three frames at most.
+fn short_stack(stack: &str) -> String {
+    const NOISE: [&str; 9] = [
+        "__",
+        "std::",
+        "core::",
+        "alloc::",
+        "<std",
+        "<core",
+        "clock_",
+        "nanosleep",
+        "syscall",
+    ];
+    let frames: Vec<&str> = stack.split(" <- ").collect();
+    let first = frames
+        .iter()
+        .position(|f| !NOISE.iter().any(|n| f.starts_with(n)))
+        .unwrap_or(0);
+    let shown = &frames[first..frames.len().min(first + 3)];
+    let more = if first + shown.len() < frames.len() {
+        " <- …"
+    } else {
+        ""
+    };
+    format!("{}{more}", shown.join(" <- "))
+}
+
+/// The `suspects` section: what blocked the workers while the slow requests waited.
+fn suspects(out: &mut String, r: &Report) {
+    let s = &r.suspects_summary;
+    let _ = writeln!(
+        out,
+        "suspects: {} slow requests (the slowest {} and every request over its route's p99), matched to blocked workers on their instance (clocks assumed within {} ms):",
+        s.slow_requests,
+        r.slowest.len(),
+        s.clock_skew_ms
+    );
+    if s.slow_requests > 0 && r.suspects.is_empty() {
+        let _ = writeln!(
+            out,
+            "  no in-process culprit: the slowness was outside the service's workers"
+        );
+    }
+    for (i, c) in r.suspects.iter().enumerate() {
+        let routes: Vec<String> = c
+            .victims_by_route
+            .iter()
+            .map(|(route, n)| format!("{n} {route}"))
+            .collect();
+        let what = match c.kind {
+            Kind::Blocked => format!("{} blocked its worker", c.handler),
+            Kind::Stall => "a stall (blocking code outside any request)".to_owned(),
+        };
+        let example = match (c.kind, c.request_ids.first()) {
+            (Kind::Blocked, Some(id)) => format!("e.g. request {id} on {}", c.instance),
+            _ => format!("e.g. on {}", c.instance),
+        };
+        let at = c
+            .stack
+            .as_deref()
+            .map_or_else(String::new, |st| format!(" at {}", short_stack(st)));
+        let _ = writeln!(
+            out,
+            "  {}. {what} during {} of the {} slow requests ({}) — {example}, blocked {:.0} ms{at}",
+            i + 1,
+            c.explains,
+            c.slow_requests,
+            routes.join(", "),
+            c.blocked_ms
+        );
+        let _ = writeln!(out, "     logs:    {}", c.logql);
+        let _ = writeln!(out, "     Explore: {}", c.explore_url);
+    }
+    if let Some(share) = s.explained_share {
+        let _ = writeln!(
+            out,
+            "  explained: {} of {} slow requests ({:.0} %)",
+            s.explained,
+            s.slow_requests,
+            share * 100.0
+        );
+    }
+    for u in &s.unavailable {
+        let _ = writeln!(out, "  no block record from {}: {}", u.instance, u.error);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::short_stack;
+
+    #[test]
+    fn stacks_start_at_the_blocking_code() {
+        let s = "__GI___clock_nanosleep <- std::thread::sleep <- service::routes::config_read::read_config_blocking <- service::routes::config_read::config_sync <- a <- b";
+        assert_eq!(
+            short_stack(s),
+            "service::routes::config_read::read_config_blocking <- service::routes::config_read::config_sync <- a <- …"
+        );
+        assert_eq!(short_stack("std::a <- std::b"), "std::a <- std::b");
+    }
 }

@@ -18,7 +18,9 @@
 //! | `routes[]` | `{route, stats}` per route over all instances |
 //! | `instances[]` | `{instance, flavor, target, address, stats, routes[]}` per endpoint |
 //! | `slowest[]` | slowest requests by corrected latency: `request_id`, `route`, `instance`, `address`, `latency_ms`, `actual_ms`, `start`, `status`, `error`, `logql`, `explore_url` |
-//! | `gates` | `{max_p99_ms, max_error_rate, passed, failures[]}` |
+//! | `suspects[]` | culprits of the slow requests (see `src/suspects.rs`), most explaining first: `handler`, `kind` (`blocked`/`stall`), `explains` (slow requests it overlapped), `slow_requests` (considered), `victims_by_route`, `instance`, `request_ids` (the culprit requests'), `blocked_ms` (its longest block), `stack` (or `null`), `logql`, `explore_url` |
+//! | `suspects_summary` | `{slow_requests, explained, explained_share, clock_skew_ms, unavailable[]}`; `unavailable[]` = `{instance, error}` for instances whose `/debug/blocked` could not be read |
+//! | `gates` | `{max_p99_ms, max_error_rate, max_unexplained, passed, failures[]}` |
 //!
 //! [`Stats`]: `requests`, `errors`, `error_rate`, `errors_by_kind`
 //! (`connect`/`timeout`/`io`/`http_4xx`/`http_5xx`), `status_classes` (`1xx`…`5xx`),
@@ -34,10 +36,11 @@ use serde::Serialize;
 
 use crate::{
     links::{self, LinkConfig},
-    record::{Bucket, LaneRecorder, Slowest},
+    record::{Bucket, LaneRecorder, SlowRequest, Slowest},
     scenario::{Route, Scenario},
     send::ErrorKind,
     stats::{self, LatencySummary},
+    suspects::{self, Block, Kind},
     target::Endpoint,
 };
 
@@ -58,8 +61,45 @@ pub struct Report {
     pub routes: Vec<RouteRow>,
     pub instances: Vec<InstanceRow>,
     pub slowest: Vec<SlowRow>,
+    pub suspects: Vec<SuspectRow>,
+    pub suspects_summary: SuspectsSummary,
     pub gates: GateReport,
 }
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SuspectRow {
+    pub handler: String,
+    pub kind: Kind,
+    pub explains: u64,
+    pub slow_requests: u64,
+    pub victims_by_route: std::collections::BTreeMap<String, u64>,
+    pub instance: String,
+    pub request_ids: Vec<String>,
+    pub blocked_ms: f64,
+    pub stack: Option<String>,
+    pub logql: String,
+    pub explore_url: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SuspectsSummary {
+    pub slow_requests: u64,
+    pub explained: u64,
+    /// `explained / slow_requests`; `null` when no request was slow.
+    pub explained_share: Option<f64>,
+    pub clock_skew_ms: f64,
+    pub unavailable: Vec<Unavailable>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Unavailable {
+    pub instance: String,
+    pub error: String,
+}
+
+/// What each endpoint's block record said: `None` when it was not asked (no request reached
+/// it), else the blocks or why they could not be read.
+pub type BlockRecords = Vec<Option<Result<Vec<Block>, String>>>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -148,6 +188,7 @@ pub struct SlowRow {
 pub struct GateReport {
     pub max_p99_ms: Option<f64>,
     pub max_error_rate: Option<f64>,
+    pub max_unexplained: Option<f64>,
     pub passed: bool,
     pub failures: Vec<String>,
 }
@@ -159,11 +200,13 @@ pub struct Gates {
     pub max_p99: Option<Duration>,
     /// Highest acceptable errors / requests.
     pub max_error_rate: Option<f64>,
+    /// Highest acceptable share of slow requests that no suspect explains.
+    pub max_unexplained: Option<f64>,
 }
 
 impl Gates {
-    /// Pure: judges a round's totals.
-    pub fn evaluate(&self, total: &Stats) -> GateReport {
+    /// Pure: judges a round's totals and its suspects.
+    pub fn evaluate(&self, total: &Stats, suspects: &SuspectsSummary) -> GateReport {
         let mut failures = Vec::new();
         if let Some(max) = self.max_p99 {
             let limit = max.as_secs_f64() * 1000.0;
@@ -184,9 +227,21 @@ impl Gates {
                 ));
             }
         }
+        if let (Some(max), Some(share)) = (self.max_unexplained, suspects.explained_share) {
+            let unexplained = 1.0 - share;
+            if unexplained > max + 1e-9 {
+                failures.push(format!(
+                    "{} of {} slow requests ({:.1} %) unexplained, over --max-unexplained {max}",
+                    suspects.slow_requests - suspects.explained,
+                    suspects.slow_requests,
+                    unexplained * 100.0
+                ));
+            }
+        }
         GateReport {
             max_p99_ms: self.max_p99.map(|d| d.as_secs_f64() * 1000.0),
             max_error_rate: self.max_error_rate,
+            max_unexplained: self.max_unexplained,
             passed: failures.is_empty(),
             failures,
         }
@@ -241,8 +296,13 @@ pub struct RoundInfo<'a> {
     pub gates: Gates,
 }
 
-/// Merges the lanes' recorders into a report.
-pub fn build(info: &RoundInfo<'_>, endpoints: &[Endpoint], lanes: Vec<LaneRecorder>) -> Report {
+/// Merges the lanes' recorders and the instances' block records into a report.
+pub fn build(
+    info: &RoundInfo<'_>,
+    endpoints: &[Endpoint],
+    lanes: Vec<LaneRecorder>,
+    blocks: &BlockRecords,
+) -> Report {
     let lanes_n = endpoints.len().max(1) as f64;
     let lane_rate = info.requested_rate.map(|r| r / lanes_n);
     let route_rate = |base: Option<f64>, r: Route| base.map(|b| b * info.scenario.mix.share(r));
@@ -251,7 +311,11 @@ pub fn build(info: &RoundInfo<'_>, endpoints: &[Endpoint], lanes: Vec<LaneRecord
     let mut per_route: Vec<Option<Bucket>> = vec![None; Route::ALL.len()];
     let mut slowest = Slowest::new(info.slowest);
     let mut instances = Vec::new();
-    for lane in lanes {
+    let mut candidates: Vec<SlowRequest> = Vec::new();
+    for mut lane in lanes {
+        for top in std::mem::take(&mut lane.route_slowest) {
+            candidates.extend(top.into_sorted());
+        }
         let ep = &endpoints[lane.endpoint];
         let mut lane_total = Bucket::default();
         let mut rows = Vec::new();
@@ -289,8 +353,19 @@ pub fn build(info: &RoundInfo<'_>, endpoints: &[Endpoint], lanes: Vec<LaneRecord
             })
         })
         .collect();
+    let slowest = slowest.into_sorted();
+    // The slow requests: the slowest N, and every request over its route's p99.
+    let mut victims: Vec<SlowRequest> = slowest.clone();
+    for c in candidates {
+        let over_p99 = per_route[c.route.index()]
+            .as_ref()
+            .is_some_and(|b| stats::micros(c.corrected) > b.corrected.value_at_quantile(0.99));
+        if over_p99 && !victims.iter().any(|v| v.request_id == c.request_id) {
+            victims.push(c);
+        }
+    }
+    let (suspect_rows, suspects_summary) = suspects_of(info, endpoints, &victims, blocks);
     let slowest = slowest
-        .into_sorted()
         .into_iter()
         .map(|s| {
             let ep = &endpoints[s.endpoint];
@@ -323,12 +398,89 @@ pub fn build(info: &RoundInfo<'_>, endpoints: &[Endpoint], lanes: Vec<LaneRecord
         duration_s: info.duration.as_secs_f64(),
         elapsed_s: info.elapsed.as_secs_f64(),
         mix: info.scenario.mix.to_string(),
-        gates: info.gates.evaluate(&total),
+        gates: info.gates.evaluate(&total, &suspects_summary),
         total,
         routes,
         instances,
         slowest,
+        suspects: suspect_rows,
+        suspects_summary,
     }
+}
+
+/// Joins the slow requests with the block records (see [`suspects`]).
+fn suspects_of(
+    info: &RoundInfo<'_>,
+    endpoints: &[Endpoint],
+    slow: &[SlowRequest],
+    blocks: &BlockRecords,
+) -> (Vec<SuspectRow>, SuspectsSummary) {
+    let victims: Vec<suspects::Victim> = slow
+        .iter()
+        .map(|s| suspects::Victim {
+            request_id: s.request_id.hyphenated().to_string(),
+            route: s.route,
+            endpoint: s.endpoint,
+            sent: info.started_at + s.sent,
+            answered: info.started_at + s.done,
+        })
+        .collect();
+    let empty = Vec::new();
+    let records: Vec<Vec<Block>> = (0..endpoints.len())
+        .map(|i| match blocks.get(i) {
+            Some(Some(Ok(b))) => b.clone(),
+            _ => empty.clone(),
+        })
+        .collect();
+    let joined = suspects::join(&victims, &records, suspects::CLOCK_SKEW);
+    let rows = joined
+        .culprits
+        .iter()
+        .map(|c| {
+            let instance = endpoints[c.endpoint].instance.clone();
+            let logql = match (c.kind, c.request_ids.first()) {
+                (Kind::Blocked, Some(id)) => links::logql_for(id),
+                _ => links::watchdog_logql_for(&instance),
+            };
+            SuspectRow {
+                handler: c.handler.clone(),
+                kind: c.kind,
+                explains: c.explains as u64,
+                slow_requests: joined.slow_requests as u64,
+                victims_by_route: c
+                    .victims_by_route
+                    .iter()
+                    .map(|(r, n)| (r.name().to_owned(), *n as u64))
+                    .collect(),
+                instance,
+                request_ids: c.request_ids.clone(),
+                blocked_ms: (c.blocked_ms * 10.0).round() / 10.0,
+                stack: c.stack.clone(),
+                explore_url: links::explore_url(info.links, &logql, c.start),
+                logql,
+            }
+        })
+        .collect();
+    let unavailable = blocks
+        .iter()
+        .enumerate()
+        .filter_map(|(i, b)| match b {
+            Some(Err(e)) => Some(Unavailable {
+                instance: endpoints[i].instance.clone(),
+                error: e.clone(),
+            }),
+            _ => None,
+        })
+        .collect();
+    let summary = SuspectsSummary {
+        slow_requests: joined.slow_requests as u64,
+        explained: joined.explained as u64,
+        explained_share: (joined.slow_requests > 0)
+            .then(|| joined.explained as f64 / joined.slow_requests as f64),
+        clock_skew_ms: suspects::CLOCK_SKEW.as_secs_f64() * 1000.0,
+        unavailable,
+    };
+    (rows, summary)
 }
 
 #[cfg(test)]
@@ -349,16 +501,40 @@ mod tests {
         s
     }
 
+    fn explained(slow: u64, explained: u64) -> SuspectsSummary {
+        SuspectsSummary {
+            slow_requests: slow,
+            explained,
+            explained_share: (slow > 0).then(|| explained as f64 / slow as f64),
+            clock_skew_ms: 5.0,
+            unavailable: Vec::new(),
+        }
+    }
+
     #[test]
     fn gates_fail_only_when_exceeded() {
         let gates = Gates {
             max_p99: Some(Duration::from_millis(50)),
             max_error_rate: Some(0.01),
+            max_unexplained: Some(0.2),
         };
-        assert!(gates.evaluate(&total_with(50.0, 0.01)).passed);
-        let r = gates.evaluate(&total_with(50.5, 0.02));
+        assert!(
+            gates
+                .evaluate(&total_with(50.0, 0.01), &explained(10, 8))
+                .passed
+        );
+        assert!(
+            gates
+                .evaluate(&total_with(50.0, 0.01), &explained(0, 0))
+                .passed
+        );
+        let r = gates.evaluate(&total_with(50.5, 0.02), &explained(10, 7));
         assert!(!r.passed);
-        assert_eq!(r.failures.len(), 2);
-        assert!(Gates::default().evaluate(&total_with(1e9, 1.0)).passed);
+        assert_eq!(r.failures.len(), 3);
+        assert!(
+            Gates::default()
+                .evaluate(&total_with(1e9, 1.0), &explained(10, 0))
+                .passed
+        );
     }
 }

@@ -21,10 +21,11 @@ use crate::{
     links::LinkConfig,
     progress::{self, Counters},
     record::{LaneRecorder, Sample},
-    report::{self, Gates, Mode, Report, RoundInfo},
+    report::{self, BlockRecords, Gates, Mode, Report, RoundInfo},
     scenario::{Route, Scenario},
     schedule::{Pacing, Schedule},
     send::{Client, ErrorKind, Outcome},
+    suspects,
     target::{self, Endpoint, ResolveOverride, Target},
 };
 
@@ -174,7 +175,7 @@ pub async fn run_round(cfg: &RunConfig, endpoints: &[Endpoint], round: u64) -> R
         bar.abort();
     }
 
-    let lanes = recorders
+    let lanes: Vec<LaneRecorder> = recorders
         .into_iter()
         .map(|r| match Arc::try_unwrap(r) {
             Ok(m) => m.into_inner().unwrap_or_else(|p| p.into_inner()),
@@ -201,7 +202,47 @@ pub async fn run_round(cfg: &RunConfig, endpoints: &[Endpoint], round: u64) -> R
         links: &cfg.links,
         gates: cfg.gates,
     };
-    report::build(&info, endpoints, lanes)
+    let since = started_at
+        .checked_sub(suspects::SINCE_MARGIN)
+        .unwrap_or(started_at);
+    let blocks = fetch_blocks(endpoints, &lanes_reached(&lanes), since, cfg.timeout).await;
+    report::build(&info, endpoints, lanes, &blocks)
+}
+
+/// Which lanes sent at least one request (their instances are asked for blocks).
+fn lanes_reached(lanes: &[LaneRecorder]) -> Vec<bool> {
+    let mut reached = Vec::new();
+    for lane in lanes {
+        if reached.len() <= lane.endpoint {
+            reached.resize(lane.endpoint + 1, false);
+        }
+        reached[lane.endpoint] = lane.routes.iter().flatten().any(|b| b.requests > 0);
+    }
+    reached
+}
+
+/// Asks every reached instance, concurrently, for its blocks since `since`.
+async fn fetch_blocks(
+    endpoints: &[Endpoint],
+    reached: &[bool],
+    since: SystemTime,
+    timeout: Duration,
+) -> BlockRecords {
+    let timeout = timeout.min(Duration::from_secs(5));
+    let mut set = JoinSet::new();
+    for (i, ep) in endpoints.iter().enumerate() {
+        if reached.get(i).copied().unwrap_or(false) {
+            let ep = ep.clone();
+            set.spawn(async move { (i, suspects::fetch(&ep, since, timeout).await) });
+        }
+    }
+    let mut out: BlockRecords = vec![None; endpoints.len()];
+    while let Some(joined) = set.join_next().await {
+        if let Ok((i, record)) = joined {
+            out[i] = Some(record);
+        }
+    }
+    out
 }
 
 struct Worker {

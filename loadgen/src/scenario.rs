@@ -17,6 +17,7 @@
 //! config_name = "app.toml"   # file read by /config/{sync,async}/{name}
 //! cpu_ms = 20                # ?ms= for /cpu/inline and /cpu/offload
 //! order_ids = 10000          # /api/orders/{id} walks ids 1..=order_ids
+//! background_ms = 200        # ?ms= for /background/blocking (a detached task blocks this long)
 //! ```
 
 use std::{collections::BTreeMap, fmt, path::Path, str::FromStr};
@@ -37,10 +38,11 @@ pub enum Route {
     CpuInline,
     CpuOffload,
     Healthz,
+    BackgroundBlocking,
 }
 
 impl Route {
-    pub const ALL: [Route; 8] = [
+    pub const ALL: [Route; 9] = [
         Route::Orders,
         Route::ConfigSync,
         Route::ConfigAsync,
@@ -49,6 +51,7 @@ impl Route {
         Route::CpuInline,
         Route::CpuOffload,
         Route::Healthz,
+        Route::BackgroundBlocking,
     ];
 
     pub fn name(self) -> &'static str {
@@ -61,6 +64,7 @@ impl Route {
             Route::CpuInline => "cpu_inline",
             Route::CpuOffload => "cpu_offload",
             Route::Healthz => "healthz",
+            Route::BackgroundBlocking => "background_blocking",
         }
     }
 
@@ -88,6 +92,9 @@ impl Route {
             Route::CpuInline => format!("/cpu/inline?ms={}", params.cpu_ms),
             Route::CpuOffload => format!("/cpu/offload?ms={}", params.cpu_ms),
             Route::Healthz => "/healthz".to_owned(),
+            Route::BackgroundBlocking => {
+                format!("/background/blocking?ms={}", params.background_ms)
+            }
         }
     }
 }
@@ -119,6 +126,7 @@ pub struct RouteParams {
     pub config_name: String,
     pub cpu_ms: u64,
     pub order_ids: u64,
+    pub background_ms: u64,
 }
 
 impl Default for RouteParams {
@@ -127,6 +135,7 @@ impl Default for RouteParams {
             config_name: "app.toml".to_owned(),
             cpu_ms: 20,
             order_ids: 10_000,
+            background_ms: 200,
         }
     }
 }
@@ -251,8 +260,11 @@ impl Scenario {
         for (name, weight) in file.mix {
             weights.push((name.parse::<Route>()?, weight));
         }
-        if file.params.cpu_ms == 0 || file.params.order_ids == 0 {
-            return Err("params.cpu_ms and params.order_ids must be above 0".to_owned());
+        if file.params.cpu_ms == 0 || file.params.order_ids == 0 || file.params.background_ms == 0 {
+            return Err(
+                "params.cpu_ms, params.order_ids and params.background_ms must be above 0"
+                    .to_owned(),
+            );
         }
         if file.params.config_name.is_empty() || file.params.config_name.contains(['?', '#']) {
             return Err("params.config_name must be a plain file name".to_owned());

@@ -134,6 +134,12 @@ async fn handle(
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_owned();
+    if path.starts_with("/debug/blocked") {
+        // Not the lab's service: no block record (loadgen names the instance and goes on).
+        let mut resp = Response::new(Full::new(Bytes::from_static(b"{\"error\":\"not found\"}")));
+        *resp.status_mut() = hyper::StatusCode::NOT_FOUND;
+        return Ok(resp);
+    }
     if path == "/healthz" {
         let mut resp = Response::new(Full::new(Bytes::new()));
         match &b.instance {

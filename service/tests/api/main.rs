@@ -11,4 +11,5 @@ mod logs;
 mod overload;
 mod request_ids;
 mod shutdown;
+mod stacks;
 mod watchdog;
