@@ -28,6 +28,7 @@ REPRO=${REPRO:-30}          # seconds of each loadgen run (the lab's reproductio
 MICRO=${MICRO:-1}           # 0 skips the criterion benchmarks
 WIRING=${WIRING:-1}         # 0 skips bench/wiring.py (the article's wiring against the lab's)
 CANARY=${CANARY:-1}         # 0 skips bench/canary.py (the canary against the release build)
+STACKS=${STACKS:-1}         # 0 skips bench/stacks.py (frame pointers, block-to-line time)
 OUT=${OUT:-docs/benchmarks.md}
 TARGET=${CARGO_TARGET_DIR:-target}
 WORK=$(mktemp -d)
@@ -282,8 +283,13 @@ if [ "$CANARY" = 1 ]; then
   run_logged python3 bench/canary.py
 fi
 
+# --- 8. culprit stacks: frame pointers' cost, block start to the line (issue 14) ----------------
+if [ "$STACKS" = 1 ]; then
+  run_logged python3 bench/stacks.py
+fi
+
 # --- the document -----------------------------------------------------------------------------
-export WORK OUT RUNS DURATION WARMUP CONNECTIONS HOLD LONG CHURN REPRO MICRO WIRING CANARY TARGET CLK_TCK
+export WORK OUT RUNS DURATION WARMUP CONNECTIONS HOLD LONG CHURN REPRO MICRO WIRING CANARY STACKS TARGET CLK_TCK
 export LOAD_BEFORE LOAD_AFTER BUSY_BEFORE BUSY_AFTER RSS_IDLE RSS_10K HWM_10K HOLD_RPS HOLD_P99 HOLD_BAD
 printf '%s\n' "${COMMANDS[@]}" >"$WORK/commands.txt"
 python3 bench/render_benchmarks.py
