@@ -4,7 +4,7 @@
 # tables and the ratios against their goals.
 #
 #   bench/macro.sh                         # the recorded numbers (about 20 minutes)
-#   RUNS=1 DURATION=3 WARMUP=1 HOLD=5 LONG=8 CHURN=3 REPRO=5 MICRO=0 WIRING=0 CANARY=0 SOAK=0 OUT=/tmp/b.md bench/macro.sh  # a quick look
+#   RUNS=1 DURATION=3 WARMUP=1 HOLD=5 LONG=8 CHURN=3 REPRO=5 MICRO=0 WIRING=0 CANARY=0 STACKS=0 SOAK=0 OUT=/tmp/b.md bench/macro.sh  # a quick look
 #
 # Method: each configuration runs fresh — the service with one worker pinned to CPU 0
 # (`taskset -c 0`), wrk pinned to CPU 1, the victim route /api/orders/1 with DEPENDENCY_MS=0 —
@@ -28,6 +28,7 @@ REPRO=${REPRO:-30}          # seconds of each loadgen run (the lab's reproductio
 MICRO=${MICRO:-1}           # 0 skips the criterion benchmarks
 WIRING=${WIRING:-1}         # 0 skips bench/wiring.py (the article's wiring against the lab's)
 CANARY=${CANARY:-1}         # 0 skips bench/canary.py (the canary against the release build)
+STACKS=${STACKS:-1}         # 0 skips bench/stacks.py (frame pointers, block-to-line time)
 SOAK=${SOAK:-1}             # 0 skips bench/soak.py (overload and the 3-minute soak, issue 21)
 OUT=${OUT:-docs/benchmarks.md}
 TARGET=${CARGO_TARGET_DIR:-target}
@@ -283,14 +284,19 @@ if [ "$CANARY" = 1 ]; then
   run_logged python3 bench/canary.py
 fi
 
-# --- 8. overload and soak (issue 21) ----------------------------------------------------------
+# --- 8. culprit stacks: frame pointers' cost, block start to the line (issue 14) ----------------
+if [ "$STACKS" = 1 ]; then
+  run_logged python3 bench/stacks.py
+fi
+
+# --- 9. overload and soak (issue 21) ----------------------------------------------------------
 # bench/soak.py writes docs/soak-benchmark.md; the renderer copies it in here.
 if [ "$SOAK" = 1 ]; then
   run_logged env SERVICE="$RELEASE" LOADGEN="$LOADGEN" python3 bench/soak.py
 fi
 
 # --- the document -----------------------------------------------------------------------------
-export WORK OUT RUNS DURATION WARMUP CONNECTIONS HOLD LONG CHURN REPRO MICRO WIRING CANARY SOAK TARGET CLK_TCK
+export WORK OUT RUNS DURATION WARMUP CONNECTIONS HOLD LONG CHURN REPRO MICRO WIRING CANARY STACKS SOAK TARGET CLK_TCK
 export LOAD_BEFORE LOAD_AFTER BUSY_BEFORE BUSY_AFTER RSS_IDLE RSS_10K HWM_10K HOLD_RPS HOLD_P99 HOLD_BAD
 printf '%s\n' "${COMMANDS[@]}" >"$WORK/commands.txt"
 python3 bench/render_benchmarks.py

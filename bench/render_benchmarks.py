@@ -314,6 +314,19 @@ if ENV.get("CANARY", "1") == "1" and canary_doc.exists():
     start = next(i for i, line in enumerate(body) if line.startswith("Machine:"))
     w("\n".join(body[start:]).rstrip())
     w("")
+stacks_doc = ROOT / "docs" / "stacks-benchmark.md"
+if ENV.get("STACKS", "1") == "1" and stacks_doc.exists():
+    w("## Culprit stacks: frame pointers and the time to the line (issue 14)")
+    w("")
+    w("`python3 bench/stacks.py` (also run by `bench/macro.sh`; its own copy is "
+      "`docs/stacks-benchmark.md`). Goals: frame pointers cost at most 3 % on the victim route; "
+      "the `worker blocked` line with its stack within the threshold + 15 ms.")
+    w("")
+    body = stacks_doc.read_text().split("\n")
+    start = next(i for i, line in enumerate(body) if line.startswith("## Frame pointers"))
+    w("\n".join(line.replace("## ", "### ", 1) if line.startswith("## ") else line
+                for line in body[start:]).rstrip())
+    w("")
 soak_doc = ROOT / "docs" / "soak-benchmark.md"
 if ENV.get("SOAK", "1") == "1" and soak_doc.exists():
     # bench/soak.py's page, its title one level down.
