@@ -82,7 +82,8 @@ pub(super) fn poll_ended(parent: Option<Id>, thread: &str, blocked: Duration, re
         thread,
         blocked_ms = blocked.as_millis() as u64,
         stack,
-        samples = reported.samples.len(),
+        // Only with stacks: with capture off the line is as it always was.
+        samples = (!reported.samples.is_empty()).then_some(reported.samples.len()),
         "blocked poll ended"
     );
 }
