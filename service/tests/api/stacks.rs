@@ -176,7 +176,16 @@ async fn with_capture_off_the_lines_are_as_before() {
     let app = spawn_app(&[("LONG_POLL_MS", "50")]).await; // capture is off by default here
     let id = fresh_id("stack-off");
     app.get_with_id("/config/sync/app.toml", &id).await;
-    app.wait_for_event(&id, "blocked poll ended").await;
+    let ended = app
+        .wait_for_event(&id, "blocked poll ended")
+        .await
+        .json
+        .unwrap();
+    let ended_keys = ended["fields"].as_object().unwrap();
+    assert!(
+        !ended_keys.contains_key("stack") && !ended_keys.contains_key("samples"),
+        "{ended}"
+    );
     let fields = blocked_line(&app, &id).json.unwrap()["fields"].clone();
     let mut keys: Vec<&str> = fields
         .as_object()
