@@ -5,7 +5,7 @@
 //! as soon as a connection is free), [`send`] owns one hyper HTTP/1.1 keep-alive connection per
 //! worker, [`record`] folds outcomes into HdrHistograms per route and per target instance, and
 //! [`report`] / [`render`] turn those into JSON and a table; at the end of a round [`suspects`]
-//! joins the slow requests with each instance's record of blocked workers. [`run`] wires them together; the
+//! joins the slow requests with each instance's record of blocked workers. [`run()`] wires them together; the
 //! statistics in [`stats`] are pure functions with unit tests.
 
 pub mod cli;

@@ -1,6 +1,6 @@
 //! The article's bug beside its fix: reading a config file inside an async handler.
 //!
-//! Both handlers do exactly the same work, [`read_config_blocking`]: `std::fs::read_to_string`
+//! Both handlers do exactly the same work, `read_config_blocking`: `std::fs::read_to_string`
 //! followed by the emulated slow disk. The bug runs it on the actix worker thread, which then
 //! serves nobody else until it returns; the fix hands it to the blocking pool and awaits it.
 //!

@@ -5,7 +5,7 @@
 //! With the std mutex, a second request that wants the lock blocks its worker thread inside
 //! `lock()`. If the holder is parked on that same worker, it can never resume to release the
 //! lock: a plain `lock()` would deadlock the worker forever. The lab keeps the blocking but
-//! bounds it: [`lock_std_bounded`] spins on `try_lock` with short thread sleeps (pinning the
+//! bounds it: `lock_std_bounded` spins on `try_lock` with short thread sleeps (pinning the
 //! thread exactly like `lock()`) and gives up with a 503 after the hold time plus a margin.
 //! With the tokio mutex the waiter yields, the holder resumes, and the worker keeps serving.
 //!

@@ -9,8 +9,8 @@
 //!   full the logging thread waits rather than dropping lines. Stdout always; rolling JSON
 //!   files (daily, 7 kept) when `LOG_DIR` is set.
 //! - The canary (cargo feature `console`) adds console-subscriber's layer to the same registry
-//!   (built by [`crate::console::layer`], never `init()`, which would install a second global
-//!   subscriber); see [`crate::console`] for its settings.
+//!   (built by `console::layer`, never `init()`, which would install a second global
+//!   subscriber); see the `console` module (canary builds) for its settings.
 //! - The blocking watchdog's layer ([`crate::watchdog`]) joins the same registry, in every build.
 //! - The returned [`TelemetryGuard`] flushes the writers when dropped; `main` keeps it alive
 //!   until the server has fully stopped.

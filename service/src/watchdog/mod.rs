@@ -10,16 +10,16 @@
 //! worker parks, i.e. never during the block). None of them can say "this request is blocking
 //! worker 2 right now, in this function", so this module does:
 //!
-//! - [`threads`]: per thread, what is being polled and since when — the request (reported by
-//!   the request middleware through [`poll_request`], in [`poll`]) and the spans entered inside
-//!   it (recorded by [`WatchdogLayer`], in [`layer`]).
-//! - [`checker`]: a thread that looks every few milliseconds; once a poll has run longer than
+//! - `threads`: per thread, what is being polled and since when — the request (reported by
+//!   the request middleware through [`poll_request`], in `poll`) and the spans entered inside
+//!   it (recorded by [`WatchdogLayer`], in `layer`).
+//! - `checker`: a thread that looks every few milliseconds; once a poll has run longer than
 //!   `LONG_POLL_MS` it emits one WARN `worker blocked` naming the innermost span (`handler`),
-//!   the `request_id`, the thread, the time so far and the blocked code's `stack` ([`stacks`],
+//!   the `request_id`, the thread, the time so far and the blocked code's `stack` (`stacks`,
 //!   captured by the `blocked-stack` crate while the worker blocks), as a child of that span so
 //!   the line is found under the request id. When the poll ends, one WARN `blocked poll ended`
 //!   follows with the total and the frames all samples shared.
-//! - [`heartbeat`]: a tiny task per worker runtime; when it wakes late by more than the
+//! - `heartbeat`: a tiny task per worker runtime; when it wakes late by more than the
 //!   threshold with no watched poll, WARN `worker stall` (blocking code outside any request).
 //! - [`record`]: a bounded record of recent blocks and stalls, served at `GET /debug/blocked`.
 //!
