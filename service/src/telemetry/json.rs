@@ -2,8 +2,12 @@
 //! `fmt::layer().json()` (so dashboards, Alloy and users' tools see the same keys):
 //!
 //! ```json
-//! {"timestamp":"…","level":"INFO","fields":{"message":"…",…},"target":"…","span":{…,"name":"…"},"spans":[{…},…]}
+//! {"timestamp":"…","level":"INFO","fields":{"message":"…",…},"target":"…","request_id":"…","span":{…,"name":"…"},"spans":[{…},…]}
 //! ```
+//!
+//! plus one key of its own: inside a request, the outermost `request_id` of the span scope (the
+//! request span's) is copied to the top level, so log tools find it without digging into `span`
+//! (tracing-subscriber nests span fields; tracing#1531). Outside a request there is none.
 //!
 //! **Why not `fmt().json()`.** tracing-subscriber's JSON format stores each span's fields as a
 //! JSON *string*; every `Span::record` parses it, rebuilds a map and serialises it again, and
@@ -20,6 +24,7 @@
 use std::{
     cell::RefCell,
     fmt::{self, Write as _},
+    ops::Range,
 };
 
 use tracing::{
@@ -92,16 +97,27 @@ where
             // `span` is the innermost span (for a close event: the span closing), `spans` the
             // whole scope from the root, as tracing-subscriber prints them.
             if let Some(leaf) = ctx.event_scope().and_then(|mut scope| scope.next()) {
+                let after_target = out.len();
                 out.push_str(",\"span\":");
                 write_span(out, &leaf)?;
                 out.push_str(",\"spans\":[");
+                let mut request_id = None;
                 for (i, span) in leaf.scope().from_root().enumerate() {
                     if i > 0 {
                         out.push(',');
                     }
+                    let start = out.len();
                     write_span(out, &span)?;
+                    if request_id.is_none() {
+                        request_id = request_id_in(&out[start..])
+                            .map(|value| start + value.start..start + value.end);
+                    }
                 }
                 out.push(']');
+                // The outermost `request_id` of the scope (the request's), also at the top level.
+                if let Some(value) = request_id {
+                    insert_request_id(out, after_target, value);
+                }
             }
             out.push_str("}\n");
             Ok(())
@@ -152,6 +168,61 @@ where
     write_json_str(out, span.name())?;
     out.push('}');
     Ok(())
+}
+
+/// The key written at the top level of every line inside a request.
+const REQUEST_ID: &str = "request_id";
+
+/// Where the value of a `"request_id":…` pair is in a span's `{…}` as [`write_span`] wrote it.
+/// A key is found only at a pair's start (after `{` or `,`): inside a JSON string every `"` is
+/// escaped, so `{"` and `,"` never occur there.
+fn request_id_in(span: &str) -> Option<Range<usize>> {
+    let bytes = span.as_bytes();
+    let key = bytes.windows(REQUEST_ID.len() + 3).position(|w| {
+        matches!(w[0], b'{' | b',')
+            && w[1] == b'"'
+            && &w[2..w.len() - 1] == REQUEST_ID.as_bytes()
+            && w[w.len() - 1] == b'"'
+    })?;
+    let start = key + REQUEST_ID.len() + 4; // past `,"request_id":`
+    if bytes.get(start - 1) != Some(&b':') {
+        return None;
+    }
+    let end = if bytes.get(start) == Some(&b'"') {
+        // A string: up to its closing quote, skipping escaped characters.
+        let mut i = start + 1;
+        loop {
+            match bytes.get(i)? {
+                b'\\' => i += 2,
+                b'"' => break i + 1,
+                _ => i += 1,
+            }
+        }
+    } else {
+        // A number, boolean or null: up to the pair's end.
+        start
+            + bytes[start..]
+                .iter()
+                .position(|&b| b == b',' || b == b'}')?
+    };
+    Some(start..end)
+}
+
+/// Inserts `,"request_id":<value>` at `at`; `value` is a range of `out` after `at`.
+fn insert_request_id(out: &mut String, at: usize, value: Range<usize>) {
+    let mut pair = [0u8; 128];
+    let key = b",\"request_id\":";
+    let len = key.len() + value.len();
+    if len <= pair.len() {
+        // Copied through the stack: `out` cannot lend a part of itself to its own insert.
+        pair[..key.len()].copy_from_slice(key);
+        pair[key.len()..len].copy_from_slice(&out.as_bytes()[value]);
+        let pair = std::str::from_utf8(&pair[..len]).expect("copied from a str at char boundaries");
+        out.insert_str(at, pair);
+    } else {
+        let pair = format!(",\"{REQUEST_ID}\":{}", &out[value]);
+        out.insert_str(at, &pair);
+    }
 }
 
 /// Writes `"name":value` pairs, comma-separated.
@@ -283,6 +354,43 @@ impl<W: fmt::Write> fmt::Write for JsonEscaped<'_, W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_request_id_only_at_a_pair_start() {
+        let value = |span: &str| request_id_in(span).map(|r| span[r].to_owned());
+        assert_eq!(
+            value(r#"{"request_id":"a-1","name":"request"}"#).as_deref(),
+            Some(r#""a-1""#)
+        );
+        assert_eq!(
+            value(r#"{"method":"GET","request_id":"b","name":"x"}"#).as_deref(),
+            Some(r#""b""#)
+        );
+        assert_eq!(
+            value(r#"{"request_id":7,"name":"x"}"#).as_deref(),
+            Some("7")
+        );
+        assert_eq!(
+            value(r#"{"request_id":"q\"x\\","name":"x"}"#).as_deref(),
+            Some(r#""q\"x\\""#)
+        );
+        // Inside a string the key's quotes are escaped: not a key.
+        assert_eq!(value(r#"{"note":"{\"request_id\":\"no\"}","name":"x"}"#), None);
+        assert_eq!(value(r#"{"name":"request_id"}"#), None);
+        assert_eq!(value(r#"{"name":"request"}"#), None);
+    }
+
+    #[test]
+    fn inserts_the_top_level_pair_of_any_length() {
+        for id in ["\"short\"".to_owned(), format!("\"{}\"", "x".repeat(200))] {
+            let mut out = format!(r#"{{"target":"t","spans":[{{"request_id":{id}}}]}}"#);
+            let at = out.find(",\"spans\"").unwrap();
+            let value = request_id_in(&out[at + 10..]).map(|r| at + 10 + r.start..at + 10 + r.end);
+            insert_request_id(&mut out, at, value.unwrap());
+            let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+            assert_eq!(json["request_id"], json["spans"][0]["request_id"], "{out}");
+        }
+    }
 
     #[test]
     fn escapes_what_json_requires() {
