@@ -34,7 +34,7 @@ use tracing::{
 use tracing_subscriber::{
     field::RecordFields,
     fmt::{format::Writer, FmtContext, FormatEvent, FormatFields, FormattedFields},
-    registry::{LookupSpan, SpanRef},
+    registry::LookupSpan,
 };
 
 /// Formats span and event fields as a JSON object's *inside*: `"k":v,"k2":v2`.
@@ -83,10 +83,9 @@ where
     ) -> fmt::Result {
         via_scratch(&mut writer, |out| {
             let meta = event.metadata();
-            // The timestamp as tracing-subscriber prints it (RFC 3339, UTC, microseconds),
-            // formatted by humantime in one write instead of a dozen.
-            let now = humantime::format_rfc3339_micros(std::time::SystemTime::now());
-            write!(out, "{{\"timestamp\":\"{now}\",\"level\":\"")?;
+            out.push_str("{\"timestamp\":\"");
+            write_timestamp(out, std::time::SystemTime::now());
+            out.push_str("\",\"level\":\"");
             out.push_str(meta.level().as_str());
             out.push_str("\",\"fields\":{");
             let mut visitor = JsonVisitor::new(out, true);
@@ -94,30 +93,32 @@ where
             visitor.result?;
             out.push_str("},\"target\":");
             write_json_str(out, meta.target())?;
-            // `span` is the innermost span (for a close event: the span closing), `spans` the
-            // whole scope from the root, as tracing-subscriber prints them.
+            // `spans` is the whole scope from the root, `span` the innermost span (for a close
+            // event: the span closing), as tracing-subscriber prints them. The root span's
+            // `request_id` (the request's) goes to the top level first.
             if let Some(leaf) = ctx.event_scope().and_then(|mut scope| scope.next()) {
-                let after_target = out.len();
-                out.push_str(",\"span\":");
-                write_span(out, &leaf)?;
-                out.push_str(",\"spans\":[");
-                let mut request_id = None;
                 for (i, span) in leaf.scope().from_root().enumerate() {
-                    if i > 0 {
+                    let extensions = span.extensions();
+                    let fields = extensions
+                        .get::<FormattedFields<JsonFields>>()
+                        .map_or("", |f| f.fields.as_str());
+                    if i == 0 {
+                        if let Some(value) = request_id_in(fields) {
+                            out.push_str(",\"request_id\":");
+                            out.push_str(&fields[value]);
+                        }
+                        out.push_str(",\"spans\":[");
+                    } else {
                         out.push(',');
                     }
-                    let start = out.len();
-                    write_span(out, &span)?;
-                    if request_id.is_none() {
-                        request_id = request_id_in(&out[start..])
-                            .map(|value| start + value.start..start + value.end);
-                    }
+                    write_span(out, fields, span.name())?;
                 }
-                out.push(']');
-                // The outermost `request_id` of the scope (the request's), also at the top level.
-                if let Some(value) = request_id {
-                    insert_request_id(out, after_target, value);
-                }
+                out.push_str("],\"span\":");
+                let extensions = leaf.extensions();
+                let fields = extensions
+                    .get::<FormattedFields<JsonFields>>()
+                    .map_or("", |f| f.fields.as_str());
+                write_span(out, fields, leaf.name())?;
             }
             out.push_str("}\n");
             Ok(())
@@ -153,41 +154,29 @@ fn via_scratch(
 }
 
 /// `{<stored fields>,"name":"<span name>"}`, the stored fragment copied as it is.
-fn write_span<S>(out: &mut String, span: &SpanRef<'_, S>) -> fmt::Result
-where
-    S: for<'a> LookupSpan<'a>,
-{
+fn write_span(out: &mut String, fields: &str, name: &str) -> fmt::Result {
     out.push('{');
-    if let Some(fields) = span.extensions().get::<FormattedFields<JsonFields>>() {
-        if !fields.fields.is_empty() {
-            out.push_str(&fields.fields);
-            out.push(',');
-        }
+    if !fields.is_empty() {
+        out.push_str(fields);
+        out.push(',');
     }
     out.push_str("\"name\":");
-    write_json_str(out, span.name())?;
+    write_json_str(out, name)?;
     out.push('}');
     Ok(())
 }
 
-/// The key written at the top level of every line inside a request.
-const REQUEST_ID: &str = "request_id";
-
-/// Where the value of a `"request_id":…` pair is in a span's `{…}` as [`write_span`] wrote it.
-/// A key is found only at a pair's start (after `{` or `,`): inside a JSON string every `"` is
-/// escaped, so `{"` and `,"` never occur there.
-fn request_id_in(span: &str) -> Option<Range<usize>> {
-    let bytes = span.as_bytes();
-    let key = bytes.windows(REQUEST_ID.len() + 3).position(|w| {
-        matches!(w[0], b'{' | b',')
-            && w[1] == b'"'
-            && &w[2..w.len() - 1] == REQUEST_ID.as_bytes()
-            && w[w.len() - 1] == b'"'
-    })?;
-    let start = key + REQUEST_ID.len() + 4; // past `,"request_id":`
-    if bytes.get(start - 1) != Some(&b':') {
-        return None;
-    }
+/// Where the value of a `"request_id":…` pair is in a span's stored fields (`"k":v,"k2":v2`).
+/// The request span records it first, so that is looked at first. A key is found only at a
+/// pair's start: inside a JSON string every `"` is escaped, so `,"` never occurs there.
+fn request_id_in(fields: &str) -> Option<Range<usize>> {
+    const KEY: &str = "\"request_id\":";
+    let start = if fields.starts_with(KEY) {
+        KEY.len()
+    } else {
+        fields.find(",\"request_id\":")? + 1 + KEY.len()
+    };
+    let bytes = fields.as_bytes();
     let end = if bytes.get(start) == Some(&b'"') {
         // A string: up to its closing quote, skipping escaped characters.
         let mut i = start + 1;
@@ -200,29 +189,43 @@ fn request_id_in(span: &str) -> Option<Range<usize>> {
         }
     } else {
         // A number, boolean or null: up to the pair's end.
-        start
-            + bytes[start..]
-                .iter()
-                .position(|&b| b == b',' || b == b'}')?
+        bytes[start..]
+            .iter()
+            .position(|&b| b == b',')
+            .map_or(bytes.len(), |len| start + len)
     };
     Some(start..end)
 }
 
-/// Inserts `,"request_id":<value>` at `at`; `value` is a range of `out` after `at`.
-fn insert_request_id(out: &mut String, at: usize, value: Range<usize>) {
-    let mut pair = [0u8; 128];
-    let key = b",\"request_id\":";
-    let len = key.len() + value.len();
-    if len <= pair.len() {
-        // Copied through the stack: `out` cannot lend a part of itself to its own insert.
-        pair[..key.len()].copy_from_slice(key);
-        pair[key.len()..len].copy_from_slice(&out.as_bytes()[value]);
-        let pair = std::str::from_utf8(&pair[..len]).expect("copied from a str at char boundaries");
-        out.insert_str(at, pair);
-    } else {
-        let pair = format!(",\"{REQUEST_ID}\":{}", &out[value]);
-        out.insert_str(at, &pair);
-    }
+thread_local! {
+    /// The current second as `YYYY-MM-DDTHH:MM:SS`, formatted once per second per thread.
+    static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+}
+
+/// `now` as tracing-subscriber prints it (RFC 3339, UTC, microseconds, `Z`), the date and time
+/// of day formatted by humantime once a second and the microseconds by itoa.
+fn write_timestamp(out: &mut String, now: std::time::SystemTime) {
+    let since_epoch = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let (secs, micros) = (since_epoch.as_secs(), since_epoch.subsec_micros());
+    SECOND.with(|second| {
+        let mut second = second.borrow_mut();
+        if second.0 != secs {
+            let whole = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+            let text = humantime::format_rfc3339_seconds(whole).to_string();
+            second.1.clear();
+            second.1.push_str(text.trim_end_matches('Z'));
+            second.0 = secs;
+        }
+        out.push_str(&second.1);
+    });
+    out.push('.');
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(micros);
+    out.push_str(&"000000"[digits.len()..]);
+    out.push_str(digits);
+    out.push('Z');
 }
 
 /// Writes `"name":value` pairs, comma-separated.
@@ -293,12 +296,35 @@ impl<W: fmt::Write> Visit for JsonVisitor<'_, W> {
         // JSON has no NaN or infinity.
         self.pair(field, |out| {
             if value.is_finite() {
-                out.write_str(ryu::Buffer::new().format_finite(value))
+                write_f64(out, value)
             } else {
                 out.write_str("null")
             }
         });
     }
+}
+
+/// A finite `value` as ryu prints it (the shortest text that reads back as `value`). Whole
+/// thousandths below a billion, as the access line's `latency_ms` always is, take a shortcut:
+/// for them that text is the decimal itself, trailing zeros trimmed (`5.12`, `3.0`).
+fn write_f64(out: &mut impl fmt::Write, value: f64) -> fmt::Result {
+    let thousandths = (value * 1000.0).round();
+    if (0.0..1e12).contains(&thousandths) && thousandths / 1000.0 == value {
+        let n = thousandths as u64;
+        let (whole, mut frac) = (n / 1000, n % 1000);
+        out.write_str(itoa::Buffer::new().format(whole))?;
+        out.write_str(".")?;
+        let mut digits = 3;
+        while frac % 10 == 0 && digits > 1 {
+            frac /= 10;
+            digits -= 1;
+        }
+        let mut buffer = itoa::Buffer::new();
+        let text = buffer.format(frac);
+        out.write_str(&"00"[..digits - text.len()])?;
+        return out.write_str(text);
+    }
+    out.write_str(ryu::Buffer::new().format_finite(value))
 }
 
 /// `value` as a JSON string literal.
@@ -313,6 +339,26 @@ fn needs_escape(b: u8) -> bool {
     b < 0x20 || b == b'"' || b == b'\\'
 }
 
+/// Whether any byte must be escaped, eight bytes per step: a byte of a word is zero (or below
+/// 0x20) exactly when the high bit of `(w - 0x01…) & !w` (or `(w - 0x20…) & !w`) survives for
+/// some byte, and a quote or a backslash is a zero after an XOR with that byte repeated.
+fn any_needs_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGH: u64 = ONES * 0x80;
+    let zero_in = |w: u64, below: u64| w.wrapping_sub(ONES * below) & !w;
+    let mut words = bytes.chunks_exact(8);
+    for word in &mut words {
+        let w = u64::from_ne_bytes(word.try_into().expect("eight bytes"));
+        let hits = zero_in(w, 0x20)
+            | zero_in(w ^ (ONES * u64::from(b'"')), 1)
+            | zero_in(w ^ (ONES * u64::from(b'\\')), 1);
+        if hits & HIGH != 0 {
+            return true;
+        }
+    }
+    words.remainder().iter().any(|&b| needs_escape(b))
+}
+
 /// A `fmt::Write` adapter that escapes what passes through for the inside of a JSON string,
 /// so `Debug` output streams into the line without an intermediate `String`.
 struct JsonEscaped<'a, W: fmt::Write>(&'a mut W);
@@ -320,12 +366,8 @@ struct JsonEscaped<'a, W: fmt::Write>(&'a mut W);
 impl<W: fmt::Write> fmt::Write for JsonEscaped<'_, W> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         let bytes = s.as_bytes();
-        // Most text needs no escaping: find that out in one scan and copy it whole. The scan
-        // does not stop early, so the compiler turns it into vector compares.
-        if !bytes
-            .iter()
-            .fold(false, |found, &b| found | needs_escape(b))
-        {
+        // Most text needs no escaping: find that out in one scan and copy it whole.
+        if !any_needs_escape(bytes) {
             return self.0.write_str(s);
         }
         let mut clean_from = 0;
@@ -357,38 +399,67 @@ mod tests {
 
     #[test]
     fn finds_request_id_only_at_a_pair_start() {
-        let value = |span: &str| request_id_in(span).map(|r| span[r].to_owned());
+        let value = |fields: &str| request_id_in(fields).map(|r| fields[r].to_owned());
         assert_eq!(
-            value(r#"{"request_id":"a-1","name":"request"}"#).as_deref(),
+            value(r#""request_id":"a-1","method":"GET""#).as_deref(),
             Some(r#""a-1""#)
         );
         assert_eq!(
-            value(r#"{"method":"GET","request_id":"b","name":"x"}"#).as_deref(),
+            value(r#""method":"GET","request_id":"b""#).as_deref(),
             Some(r#""b""#)
         );
+        assert_eq!(value(r#""request_id":7,"x":1"#).as_deref(), Some("7"));
+        assert_eq!(value(r#""x":1,"request_id":true"#).as_deref(), Some("true"));
         assert_eq!(
-            value(r#"{"request_id":7,"name":"x"}"#).as_deref(),
-            Some("7")
-        );
-        assert_eq!(
-            value(r#"{"request_id":"q\"x\\","name":"x"}"#).as_deref(),
+            value(r#""request_id":"q\"x\\","x":1"#).as_deref(),
             Some(r#""q\"x\\""#)
         );
         // Inside a string the key's quotes are escaped: not a key.
-        assert_eq!(value(r#"{"note":"{\"request_id\":\"no\"}","name":"x"}"#), None);
-        assert_eq!(value(r#"{"name":"request_id"}"#), None);
-        assert_eq!(value(r#"{"name":"request"}"#), None);
+        assert_eq!(value(r#""note":"{\"request_id\":\"no\"}""#), None);
+        assert_eq!(value(r#""name":"request_id""#), None);
+        assert_eq!(value(""), None);
     }
 
     #[test]
-    fn inserts_the_top_level_pair_of_any_length() {
-        for id in ["\"short\"".to_owned(), format!("\"{}\"", "x".repeat(200))] {
-            let mut out = format!(r#"{{"target":"t","spans":[{{"request_id":{id}}}]}}"#);
-            let at = out.find(",\"spans\"").unwrap();
-            let value = request_id_in(&out[at + 10..]).map(|r| at + 10 + r.start..at + 10 + r.end);
-            insert_request_id(&mut out, at, value.unwrap());
-            let json: serde_json::Value = serde_json::from_str(&out).unwrap();
-            assert_eq!(json["request_id"], json["spans"][0]["request_id"], "{out}");
+    fn timestamps_print_like_tracing_subscriber() {
+        let base = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_780_000_000);
+        for micros in [0, 7, 999_999, 123_456, 1_000_000, 86_400_000_001] {
+            let now = base + std::time::Duration::from_micros(micros);
+            let mut out = String::new();
+            write_timestamp(&mut out, now);
+            assert_eq!(out, humantime::format_rfc3339_micros(now).to_string());
+        }
+    }
+
+    #[test]
+    fn the_word_scan_agrees_with_the_byte_test() {
+        let mut text: Vec<u8> = (0u8..=255).collect();
+        text.extend(b"plain text, long enough for several words of eight");
+        for start in 0..text.len() {
+            for len in [0, 1, 7, 8, 9, 17, 40] {
+                let slice = &text[start..(start + len).min(text.len())];
+                let expected = slice.iter().any(|&b| needs_escape(b));
+                assert_eq!(any_needs_escape(slice), expected, "{slice:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn floats_print_like_ryu() {
+        let mut values: Vec<f64> = (0..200_000).map(|n| n as f64 / 1000.0).collect();
+        values.extend([
+            0.1 + 0.2,
+            1e-7,
+            123456.789012,
+            1e21,
+            2.5e9,
+            999_999_999.999,
+            1e9,
+        ]);
+        for value in values {
+            let mut out = String::new();
+            write_f64(&mut out, value).unwrap();
+            assert_eq!(out, ryu::Buffer::new().format_finite(value), "{value}");
         }
     }
 
