@@ -26,7 +26,7 @@ use std::{
 
 use actix_web::{
     dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform},
-    http::{header::HeaderName, Method},
+    http::Method,
     Error, HttpMessage, HttpRequest,
 };
 use tracing::Span;
@@ -138,7 +138,7 @@ where
         );
         if let Ok(res) = &mut outcome {
             res.headers_mut().insert(
-                HeaderName::from_static(request_id::HEADER),
+                request_id::HEADER_NAME.clone(),
                 this.id.header_value(),
             );
         }

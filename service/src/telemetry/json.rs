@@ -178,13 +178,19 @@ fn request_id_in(fields: &str) -> Option<Range<usize>> {
     };
     let bytes = fields.as_bytes();
     let end = if bytes.get(start) == Some(&b'"') {
-        // A string: up to its closing quote, skipping escaped characters.
-        let mut i = start + 1;
-        loop {
-            match bytes.get(i)? {
-                b'\\' => i += 2,
-                b'"' => break i + 1,
-                _ => i += 1,
+        // A string: up to its closing quote. The next quote is found by memchr; only when it
+        // is escaped (a backslash before it) does a byte-by-byte walk decide.
+        let quote = start + 1 + fields[start + 1..].find('"')?;
+        if bytes[quote - 1] != b'\\' {
+            quote + 1
+        } else {
+            let mut i = start + 1;
+            loop {
+                match bytes.get(i)? {
+                    b'\\' => i += 2,
+                    b'"' => break i + 1,
+                    _ => i += 1,
+                }
             }
         }
     } else {
