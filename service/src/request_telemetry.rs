@@ -137,10 +137,8 @@ where
             "request finished"
         );
         if let Ok(res) = &mut outcome {
-            res.headers_mut().insert(
-                request_id::HEADER_NAME.clone(),
-                this.id.header_value(),
-            );
+            res.headers_mut()
+                .insert(request_id::HEADER_NAME.clone(), this.id.header_value());
         }
         Poll::Ready(outcome)
     }
