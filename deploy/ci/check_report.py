@@ -123,7 +123,8 @@ def slowest(report_path, logs_path):
 def watchdog(logs_path, max_delay_ms):
     """Every /config/sync request of the release fleet has exactly one `worker blocked` line
     naming `config_sync` and its request_id, written at most max_delay_ms after the handler's
-    `loading config` line (while it blocks: the slow disk is 300 ms)."""
+    `loading config` line (while it blocks: the slow disk is 300 ms), and (nearly) every one
+    carries a stack naming `read_config_blocking`."""
     from datetime import datetime
 
     def when(line):
@@ -139,7 +140,8 @@ def watchdog(logs_path, max_delay_ms):
         if fields.get("message") == "loading config" and span.get("name") == "config_sync":
             loading[span["request_id"]] = when(line)
         elif fields.get("message") == "worker blocked":
-            blocked.setdefault(fields.get("request_id"), []).append((fields.get("handler"), when(line)))
+            blocked.setdefault(fields.get("request_id"), []).append(
+                (fields.get("handler"), when(line), fields.get("stack") or ""))
     if not loading:
         sys.exit("FAIL: no /config/sync request in the api logs")
     delays = []
@@ -150,6 +152,14 @@ def watchdog(logs_path, max_delay_ms):
         delays.append((warnings[0][1] - started).total_seconds() * 1000)
     print(f"  {len(loading)} /config/sync requests, one `worker blocked` each, "
           f"{min(delays):.0f}-{max(delays):.0f} ms after `loading config`")
+    # The culprit stack: taken while the worker blocks, it names the blocking function. A
+    # warning in a process's first second may precede capture's start-up self-test.
+    stacks = [blocked[rid][0][2] for rid in loading]
+    named = sum("read_config_blocking" in stack for stack in stacks)
+    print(f"  {named} of {len(stacks)} warnings carry a stack naming read_config_blocking, e.g. "
+          f"{next((s for s in stacks if 'read_config_blocking' in s), '(none)')[:160]}")
+    if named == 0 or named < 0.8 * len(stacks):
+        sys.exit(f"FAIL: too few culprit stacks name read_config_blocking: {stacks[:3]}")
     if max(delays) > float(max_delay_ms):
         sys.exit(f"FAIL: a warning came {max(delays):.0f} ms after the block began")
     print("ok: the release fleet's own logs name every blocking /config/sync request while it blocks")

@@ -149,7 +149,7 @@ for _ in 1 2 3 4 5; do
 done
 [ -n "$ok" ] || fail "slowest request_ids missing from the api logs"
 
-step "assert: the watchdog names every /config/sync request in the fleet's logs while it blocks"
+step "assert: the watchdog names every /config/sync request in the fleet's logs while it blocks, with its culprit stack"
 python3 "$here/check_report.py" watchdog "$out/api.log" 250
 
 step "down"

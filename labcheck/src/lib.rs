@@ -5,6 +5,8 @@
 //! and agree with `grafana/queries.json`; the Alloy pipeline's JSON paths (read from
 //! `deploy/alloy/config.alloy`, never copied) find what the dashboard needs in lines written
 //! by the real `service` binary; a line that is not JSON still ships; every image is pinned
-//! and every third-party config names the upstream version it was written for.
+//! and every third-party config names the upstream version it was written for; every metric
+//! panel guards against parse errors, means the same at every zoom and shows the unit its
+//! query yields; `.env` and the compose file's defaults agree.
 //!
 //! The crate has no library code: everything is in `tests/logstack/`.

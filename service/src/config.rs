@@ -1,7 +1,7 @@
 //! Typed settings of the service, from flags and environment variables.
 //!
 //! Every knob the lab turns (compose `.env`, CI, the README's tables) is an environment
-//! variable with the same name as in `design.md`; each is also a flag, so `service --help`
+//! variable, named as in the README's configuration table; each is also a flag, so `service --help`
 //! documents the whole surface. Values are parsed into their real types here (durations,
 //! enums, socket addresses), so nothing downstream matches strings at run time.
 
@@ -60,6 +60,17 @@ pub struct Settings {
     /// late as `worker stall`. 0 turns the watchdog off.
     #[arg(long = "long-poll-ms", env = "LONG_POLL_MS", default_value = "40", value_parser = parse_millis)]
     pub long_poll: Duration,
+
+    /// Whether the watchdog's `worker blocked` and `worker stall` lines carry the stack of the
+    /// blocked code, captured while it blocks (a signal to the blocked worker thread alone).
+    #[arg(long, env = "BLOCKED_STACKS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub blocked_stacks: bool,
+
+    /// Whether recent blocks and stalls are kept (bounded) and served at `GET /debug/blocked`,
+    /// for loadgen's suspects. Turn it off, or keep the port private, where request ids and
+    /// code paths must not be readable by clients.
+    #[arg(long, env = "DEBUG_BLOCKED", default_value_t = true, action = clap::ArgAction::Set)]
+    pub debug_blocked: bool,
 
     /// Request tracing: the root span, request ids, the access line and the response header.
     /// `false` only as the benchmarks' baseline (bench/wiring.py): the cost of the wiring is

@@ -1,6 +1,7 @@
 //! The compose file's side of the log stack: pinned images, loopback ports, read-only config
 //! folders, named volumes for state, healthchecks, and mounts that match the paths the
-//! configs name. `docker compose config` itself runs in deploy/ci/validate-logstack.sh.
+//! configs name; and `.env` against the compose file's defaults. `docker compose config`
+//! itself runs in deploy/ci/validate-logstack.sh.
 
 use serde_yaml::Value as Yaml;
 
@@ -38,11 +39,44 @@ fn strings(v: &Yaml) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Short-syntax volume entries `source:target[:mode]` as (source, target, mode).
+/// `${VAR:-default}` and `${VAR}` references: (name, default).
+fn variable_references(text: &str) -> Vec<(String, Option<String>)> {
+    let reference =
+        regex::Regex::new(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])([^}]*))?\}").expect("regex");
+    // `$$` is a literal dollar sign.
+    let text = text.replace("$$", "");
+    let bare = regex::Regex::new(r"\$[A-Za-z_]").expect("regex");
+    assert!(
+        !bare.is_match(&text),
+        "write `${{VAR:-default}}`, not `$VAR`: {text}"
+    );
+    reference
+        .captures_iter(&text)
+        .map(|c| {
+            let default = match c.get(2).map(|m| m.as_str()) {
+                Some(":-" | "-") => Some(c[3].to_string()),
+                None => None,
+                Some(other) => panic!("`${{{}{other}…}}`: teach the check this form", &c[1]),
+            };
+            (c[1].to_string(), default)
+        })
+        .collect()
+}
+
+/// A string with every `${VAR:-default}` replaced by its default: what compose sees without
+/// `.env`.
+fn with_defaults(text: &str) -> String {
+    let reference = regex::Regex::new(r"\$\{[A-Za-z_][A-Za-z0-9_]*:-([^}]*)\}").expect("regex");
+    reference.replace_all(text, "$1").into_owned()
+}
+
+/// Short-syntax volume entries `source:target[:mode]` as (source, target, mode), variables
+/// at their defaults.
 fn mounts(svc: &Yaml) -> Vec<(String, String, String)> {
     strings(&svc["volumes"])
         .iter()
         .map(|m| {
+            let m = with_defaults(m);
             let parts: Vec<&str> = m.split(':').collect();
             assert!(parts.len() >= 2, "volume {m:?} is source:target[:mode]");
             let mode = parts.get(2).copied().unwrap_or("rw");
@@ -108,15 +142,19 @@ fn every_published_port_binds_loopback() {
 }
 
 #[test]
-fn the_log_stack_publishes_its_documented_ports_on_loopback() {
-    // `${VAR:-3000}` publishes 3000 unless the user's .env says otherwise.
-    let default = regex::Regex::new(r"\$\{[A-Z_]+:-([0-9]+)\}").expect("regex");
-    for (name, port) in [("loki", "3100"), ("alloy", "12345"), ("grafana", "3000")] {
-        let ports: Vec<String> = strings(&service(name)["ports"])
-            .iter()
-            .map(|p| default.replace_all(p, "$1").into_owned())
-            .collect();
-        assert_eq!(ports, [format!("127.0.0.1:{port}:{port}")], "{name}");
+fn the_log_stack_publishes_its_documented_ports_on_loopback_each_movable_in_env() {
+    for (name, var, port) in [
+        ("loki", "LOKI_PORT", "3100"),
+        ("alloy", "ALLOY_PORT", "12345"),
+        ("grafana", "GRAFANA_PORT", "3000"),
+    ] {
+        let ports = strings(&service(name)["ports"]);
+        // `${VAR:-3000}` publishes 3000 unless the user's .env says otherwise.
+        assert_eq!(
+            ports,
+            [format!("127.0.0.1:${{{var}:-{port}}}:{port}")],
+            "{name}"
+        );
     }
 }
 
@@ -137,11 +175,39 @@ fn configs_are_mounted_read_only_from_one_folder_per_service() {
     );
     assert!(strings(&alloy["command"]).contains(&"/etc/alloy/config.alloy".to_string()));
 
+    // Grafana: each provisioning folder the repository fills, and nothing over the image's
+    // others (alerting, plugins, ...), which Grafana scans too.
     let grafana = service("grafana");
-    assert_eq!(
-        mount_at(&grafana, "/etc/grafana/provisioning"),
-        ("./grafana/provisioning".into(), "ro".into())
-    );
+    let provisioning = "/etc/grafana/provisioning";
+    let mut mounted: Vec<(String, String, String)> = mounts(&grafana)
+        .into_iter()
+        .filter(|(_, target, _)| target.starts_with(provisioning))
+        .collect();
+    mounted.sort();
+    let mut folders: Vec<String> = std::fs::read_dir(support::root().join("grafana/provisioning"))
+        .expect("grafana/provisioning")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    folders.sort();
+    let expected: Vec<(String, String, String)> = folders
+        .iter()
+        .map(|f| {
+            (
+                format!("./grafana/provisioning/{f}"),
+                format!("{provisioning}/{f}"),
+                "ro".to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(mounted, expected);
+    for file in [support::DATASOURCES, support::DASHBOARD_PROVIDERS] {
+        assert!(
+            expected
+                .iter()
+                .any(|(source, _, _)| file.starts_with(&source[2..])),
+            "{file} is not in a mounted folder"
+        );
+    }
     let providers = support::yaml(support::DASHBOARD_PROVIDERS);
     let path = providers["providers"][0]["options"]["path"]
         .as_str()
@@ -188,11 +254,15 @@ fn state_lives_in_named_volumes() {
 }
 
 #[test]
-fn alloy_reads_the_docker_socket_read_only_and_serves_its_ui_to_the_host() {
+fn alloy_reads_the_docker_socket_named_by_docker_sock_and_serves_its_ui_to_the_host() {
     let alloy = service("alloy");
-    assert_eq!(
-        mount_at(&alloy, "/var/run/docker.sock"),
-        ("/var/run/docker.sock".into(), "ro".into())
+    // The host's socket path is a variable (rootless Docker, Podman); `:ro` keeps the socket
+    // file from being replaced, nothing more.
+    assert!(
+        strings(&alloy["volumes"])
+            .contains(&"${DOCKER_SOCK:-/var/run/docker.sock}:/var/run/docker.sock:ro".to_string()),
+        "{:?}",
+        alloy["volumes"]
     );
     let command = strings(&alloy["command"]);
     assert_eq!(command.first().map(String::as_str), Some("run"));
@@ -218,7 +288,7 @@ fn loki_is_healthchecked_with_its_own_probe_and_a_start_period() {
 }
 
 #[test]
-fn grafana_is_anonymous_with_explore_and_fetches_nothing_at_start() {
+fn grafana_is_anonymous_with_explore_and_its_known_start_up_calls_are_off() {
     let env = &service("grafana")["environment"];
     let get = |k: &str| {
         env[k]
@@ -276,4 +346,94 @@ fn the_app_services_carry_the_label_alloy_selects_them_by_and_reads_flavor_from(
             "{svc}: deploy/alloy/config.alloy selects and reads lab.flavor"
         );
     }
+}
+
+/// `.env` as compose reads it: (key, value), in order. Only the forms the file uses: comments,
+/// blank lines and `KEY=value` (quotes stripped); anything else is a failure, not a guess.
+fn dotenv() -> Vec<(String, String)> {
+    let line = regex::Regex::new(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$").expect("regex");
+    support::read(".env")
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .map(|(n, l)| {
+            let c = line
+                .captures(l)
+                .unwrap_or_else(|| panic!(".env line {}: not KEY=value: {l:?}", n + 1));
+            let value = c[2].trim();
+            let value = value
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .or_else(|| value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
+                .unwrap_or(value);
+            (c[1].to_string(), value.to_string())
+        })
+        .collect()
+}
+
+/// Every string value in the compose file (comments are not values).
+fn compose_strings(v: &Yaml, out: &mut Vec<String>) {
+    match v {
+        Yaml::String(s) => out.push(s.clone()),
+        Yaml::Sequence(items) => items.iter().for_each(|i| compose_strings(i, out)),
+        Yaml::Mapping(map) => map.values().for_each(|i| compose_strings(i, out)),
+        Yaml::Tagged(t) => compose_strings(&t.value, out),
+        _ => {}
+    }
+}
+
+#[test]
+fn env_and_the_compose_defaults_agree_and_every_env_key_is_used() {
+    let env = dotenv();
+    let mut keys = std::collections::BTreeSet::new();
+    for (key, _) in &env {
+        assert!(keys.insert(key.clone()), ".env sets {key} twice");
+    }
+    let mut values = Vec::new();
+    compose_strings(&compose(), &mut values);
+    let mut defaults = std::collections::BTreeMap::new();
+    for text in &values {
+        for (name, default) in variable_references(text) {
+            // A missing .env line falls back to the compose default: there must be one, and
+            // it must be what .env says, or deleting a line would change the lab.
+            let default = default
+                .unwrap_or_else(|| panic!("compose uses ${{{name}}} without a default: {text}"));
+            if let Some(other) = defaults.insert(name.clone(), default.clone()) {
+                assert_eq!(
+                    other, default,
+                    "two defaults for {name} in the compose file"
+                );
+            }
+        }
+    }
+    for (name, default) in &defaults {
+        let in_env = env.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+        assert_eq!(
+            in_env,
+            Some(default),
+            "{name}: .env and docker-compose.yml's `${{{name}:-{default}}}` disagree"
+        );
+    }
+    for (key, _) in &env {
+        assert!(
+            defaults.contains_key(key),
+            ".env sets {key}, which docker-compose.yml never reads"
+        );
+    }
+    assert!(defaults.len() >= 10);
+}
+
+#[test]
+fn the_variable_reader_knows_defaults_bare_references_and_escaped_dollars() {
+    assert_eq!(
+        variable_references("127.0.0.1:${P:-3000}:3000 $${NOT} ${Q}"),
+        [
+            ("P".to_string(), Some("3000".to_string())),
+            ("Q".to_string(), None)
+        ]
+    );
+    assert_eq!(
+        with_defaults("${S:-/var/run/docker.sock}:/x:ro"),
+        "/var/run/docker.sock:/x:ro"
+    );
 }

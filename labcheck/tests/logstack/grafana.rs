@@ -1,5 +1,7 @@
 //! Grafana's provisioning and the "Tail latency lab" dashboard against grafana/queries.json,
-//! the single source of the lab's LogQL, and against what the Alloy pipeline produces.
+//! the single source of the lab's LogQL, and against what the Alloy pipeline produces; and
+//! the metric panels' meaning: guarded against parse errors, a rate or a window the title
+//! names, the unit the query yields, no legend calculation that misreads a percentile.
 
 use std::collections::BTreeSet;
 
@@ -245,7 +247,7 @@ fn the_request_id_textbox_shows_every_line_when_empty_and_one_request_when_set()
     let uses: Vec<String> = targets()
         .iter()
         .filter_map(|(_, t)| t["expr"].as_str().map(str::to_string))
-        .filter(|e| e.contains("${request_id}") || e.contains("$request_id"))
+        .filter(|e| e.contains("${request_id") || e.contains("$request_id"))
         .collect();
     assert!(
         !uses.is_empty(),
@@ -253,22 +255,55 @@ fn the_request_id_textbox_shows_every_line_when_empty_and_one_request_when_set()
     );
     // `| request_id=""` matches only lines WITHOUT request_id: an empty textbox must not
     // become an exact empty-value filter on request_id.
-    let empty_exact = Regex::new(r#"request_id\s*(==?|=~)\s*"""#).expect("regex");
-    let filters_on_id = Regex::new(r#"request_id\s*(==?|=~)\s*"labcheck-7"#).expect("regex");
+    let empty_exact = Regex::new(r#"request_id\s*(==?|=~)\s*(""|``)"#).expect("regex");
     for expr in uses {
-        let set = |value: &str| {
-            expr.replace("${request_id}", value)
-                .replace("$request_id", value)
-        };
+        let empty = grafana_interpolate(&expr, "");
         assert!(
-            !empty_exact.is_match(&set("")),
+            !empty_exact.is_match(&empty),
             "unguarded when empty: {expr}"
         );
-        assert!(
-            filters_on_id.is_match(&set("labcheck-7")),
-            "does not filter when set: {expr}"
-        );
+        if let Some(filter) = request_id_regex(&empty) {
+            assert!(filter.is_match(""), "empty box, absent label: {expr}");
+            assert!(filter.is_match("any-id"), "empty box, any id: {expr}");
+        }
+        let set = grafana_interpolate(&expr, "labcheck.7");
+        let filter = request_id_regex(&set)
+            .unwrap_or_else(|| panic!("does not filter request_id when set: {expr}"));
+        assert!(filter.is_match("labcheck.7"), "the id itself: {expr}");
+        assert!(filter.is_match("labcheck.7-b"), "a prefix: {expr}");
+        assert!(!filter.is_match("labcheckx7"), "`.` is a dot: {expr}");
+        assert!(!filter.is_match("other"), "{expr}");
     }
+}
+
+/// What Grafana sends for `expr` with the textbox set to `value`: `${request_id}` as typed
+/// (the Loki data source escapes only `'`), `${request_id:regex}` regex-escaped by Grafana's
+/// `regex` format (`escapeRegex`: `\ ^ $ * + ? . ( ) | [ ] { } /`).
+fn grafana_interpolate(expr: &str, value: &str) -> String {
+    let escaped: String = value
+        .chars()
+        .flat_map(|c| {
+            let special = "\\^$*+?.()|[]{}/".contains(c);
+            special.then_some('\\').into_iter().chain([c])
+        })
+        .collect();
+    expr.replace("${request_id:regex}", &escaped)
+        .replace("${request_id}", value)
+        .replace("$request_id", value)
+}
+
+/// The regex of a `request_id=~"…"` (or backtick) label filter, anchored as Loki anchors it.
+fn request_id_regex(expr: &str) -> Option<Regex> {
+    let filter =
+        Regex::new(r#"request_id\s*=~\s*(?:"((?:[^"\\]|\\.)*)"|`([^`]*)`)"#).expect("regex");
+    let caps = filter.captures(expr)?;
+    let pattern = match (caps.get(1), caps.get(2)) {
+        // A double-quoted LogQL string unescapes `\\` and `\"`.
+        (Some(quoted), _) => quoted.as_str().replace("\\\\", "\\").replace("\\\"", "\""),
+        (_, Some(raw)) => raw.as_str().to_string(),
+        _ => unreachable!("one of the two alternatives matched"),
+    };
+    Some(Regex::new(&format!("^(?:{pattern})$")).expect("the label filter's regex compiles"))
 }
 
 #[test]
@@ -342,4 +377,227 @@ fn the_name_reader_sees_selectors_filters_unwrap_and_grouping_but_not_strings() 
         .map(str::to_string)
         .collect();
     assert_eq!(names, expected);
+}
+
+/// The log pipeline of each range aggregation in `expr` (between the stream selector and the
+/// `[range]`), split into stages, strings blanked: `["json span_name=\"\"", "busy >= 20ms"]`.
+/// Line filters (`|= "…"`, `|~ "…"`) are left out: they never set `__error__`.
+fn pipelines(expr: &str) -> Vec<(Vec<String>, String)> {
+    let bare = strip_strings(expr);
+    let range = Regex::new(r"\{[^{}]*\}([^\[]*)\[([^\]]*)\]").expect("regex");
+    range
+        .captures_iter(&bare)
+        .map(|c| {
+            let stages = c[1]
+                .split('|')
+                .map(str::trim)
+                .filter(|s| !s.is_empty() && !s.starts_with('=') && !s.starts_with('~'))
+                .map(str::to_string)
+                .collect();
+            (stages, c[2].to_string())
+        })
+        .collect()
+}
+
+/// A stage that can fail on one line and set `__error__`: a parser, `unwrap`, a template,
+/// or a numeric or duration comparison (`busy >= 20ms`, `status >= 500`).
+fn can_fail(stage: &str) -> bool {
+    let parser =
+        Regex::new(r"^(json|logfmt|regexp|pattern|unpack|unwrap|line_format|label_format)\b")
+            .expect("regex");
+    let numeric = Regex::new(r"^[A-Za-z_]\w*\s*(>=|<=|==|!=|>|<)\s*-?[0-9]").expect("regex");
+    parser.is_match(stage) || numeric.is_match(stage)
+}
+
+fn is_guard(stage: &str) -> bool {
+    Regex::new(r#"^__error__\s*=\s*""$"#)
+        .expect("regex")
+        .is_match(stage)
+}
+
+#[test]
+fn every_metric_query_drops_lines_that_failed_to_parse_after_its_last_parsing_stage() {
+    // In a metric query Loki fails the whole query on the first sample with __error__; one
+    // odd line would blank the panel.
+    let mut checked = 0;
+    for (name, expr) in support::queries() {
+        if !is_metric(&expr) {
+            continue;
+        }
+        let found = pipelines(&expr);
+        assert!(!found.is_empty(), "{name}: no range aggregation found");
+        for (stages, _) in found {
+            let guard = stages.iter().rposition(|s| is_guard(s));
+            let last_risky = stages.iter().rposition(|s| can_fail(s));
+            assert!(guard.is_some(), "{name} has no `| __error__=\"\"`: {expr}");
+            assert!(
+                guard > last_risky,
+                "{name}: a stage after the guard can still fail: {expr}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 6, "every metric panel's query");
+}
+
+#[test]
+fn the_guard_check_sees_parsers_unwrap_and_comparisons_but_not_line_filters() {
+    let expr = r#"sum by (a) (rate({s="x"} |= "busy >= 1ms" | json a="b" | busy >= 20ms | __error__="" | a!="" [1m]))"#;
+    let found = pipelines(expr);
+    assert_eq!(found.len(), 1);
+    let (stages, range) = &found[0];
+    assert_eq!(range, "1m");
+    assert_eq!(
+        stages,
+        &[
+            r#"json a="""#,
+            "busy >= 20ms",
+            r#"__error__="""#,
+            r#"a!="""#
+        ]
+    );
+    assert_eq!(
+        stages.iter().map(|s| can_fail(s)).collect::<Vec<_>>(),
+        [true, true, false, false]
+    );
+    assert!(is_guard(&stages[2]));
+}
+
+/// Grafana's per-second count units (`cps`, `ops`, `reqps`, `rps`, `wps`, `iops`, `eps`,
+/// `mps`: "Throughput" in its unit list).
+const PER_SECOND: &[&str] = &["cps", "ops", "reqps", "rps", "wps", "iops", "eps", "mps"];
+
+/// The unit a metric query's result has, from its outer range function.
+fn unit_of(expr: &str) -> &'static str {
+    let bare = strip_strings(expr);
+    if bare.contains("bytes_rate(") || bare.contains("bytes_over_time(") {
+        panic!("teach unit_of about byte queries: {expr}");
+    }
+    if bare.contains("rate(") {
+        return "per second";
+    }
+    if bare.contains("count_over_time(") {
+        return "count";
+    }
+    let unwrap = Regex::new(r"unwrap\s+(?:[a-z_]+\()?([A-Za-z_]\w*)").expect("regex");
+    let label = unwrap
+        .captures(&bare)
+        .unwrap_or_else(|| panic!("neither a rate, a count nor an unwrap: {expr}"))[1]
+        .to_string();
+    match label.rsplit('_').next() {
+        Some("ms") => "ms",
+        Some("s" | "seconds") => "s",
+        Some("bytes") => "bytes",
+        _ => panic!("no unit in the unwrapped label's name {label:?}: {expr}"),
+    }
+}
+
+/// The metric panels: (panel, its metric query expressions).
+fn metric_panels() -> Vec<(Json, Vec<String>)> {
+    panels()
+        .into_iter()
+        .filter(|p| p["type"] == "timeseries")
+        .map(|p| {
+            let exprs = p["targets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|t| t["expr"].as_str().map(str::to_string))
+                .collect();
+            (p, exprs)
+        })
+        .collect()
+}
+
+#[test]
+fn every_metric_panels_unit_is_what_its_queries_yield() {
+    let panels = metric_panels();
+    assert!(panels.len() >= 4);
+    for (panel, exprs) in panels {
+        let title = panel["title"].as_str().unwrap_or_default();
+        let unit = panel["fieldConfig"]["defaults"]["unit"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{title}: no unit"));
+        assert!(!exprs.is_empty(), "{title}: no query");
+        for expr in &exprs {
+            let ok = match unit_of(expr) {
+                "per second" => PER_SECOND.contains(&unit),
+                "count" => matches!(unit, "short" | "none"),
+                yielded => unit == yielded,
+            };
+            assert!(ok, "{title}: unit {unit:?} for {expr}");
+        }
+        // An override could give one series another unit behind the default's back.
+        let overrides = panel["fieldConfig"]["overrides"].to_string();
+        assert!(!overrides.contains("\"unit\""), "{title}: a unit override");
+    }
+}
+
+/// `1m` as a title writes it: `1 min`; `30s`: `30 s`; `2h`: `2 h`.
+fn in_words(window: &str) -> String {
+    let secs = humantime::parse_duration(window)
+        .unwrap_or_else(|e| panic!("window {window:?}: {e}"))
+        .as_secs();
+    match secs {
+        s if s % 3600 == 0 => format!("{} h", s / 3600),
+        s if s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
+}
+
+#[test]
+fn every_metric_panel_means_the_same_at_every_zoom() {
+    for (panel, exprs) in metric_panels() {
+        let title = panel["title"].as_str().unwrap_or_default();
+        for expr in &exprs {
+            for (_, window) in pipelines(expr) {
+                if window.starts_with('$') {
+                    // `[$__auto]` is the query step: only an average per second over it
+                    // reads the same at every zoom (a count grows with the step).
+                    assert_eq!(unit_of(expr), "per second", "{title}: {expr}");
+                    continue;
+                }
+                // A fixed window: the title says which, and the latency panels keep the
+                // step from shrinking to a few seconds (points closer than the window only
+                // repeat it; Grafana's min interval bounds the step from below).
+                assert!(
+                    title.contains(&in_words(&window)),
+                    "{title:?} does not name its {window} window"
+                );
+                let interval = panel["interval"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{title}: no min interval"));
+                let interval = humantime::parse_duration(interval).expect("min interval");
+                let window = humantime::parse_duration(&window).expect("window");
+                assert!(
+                    interval >= std::time::Duration::from_secs(10) && interval <= window,
+                    "{title}: min interval {interval:?} outside 10 s ..= {window:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn percentile_panels_show_no_legend_calculation_that_misreads_a_percentile() {
+    // The mean (or sum) of p99s is not a percentile of anything; the last and the worst
+    // window's p99 are what the panel plots.
+    let allowed = ["last", "lastNotNull", "max", "min", "first", "firstNotNull"];
+    let mut percentile_panels = 0;
+    for (panel, exprs) in metric_panels() {
+        if !exprs.iter().any(|e| e.contains("quantile_over_time(")) {
+            continue;
+        }
+        percentile_panels += 1;
+        let title = panel["title"].as_str().unwrap_or_default();
+        for calc in panel["options"]["legend"]["calcs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let calc = calc.as_str().unwrap_or_default();
+            assert!(allowed.contains(&calc), "{title}: legend calc {calc:?}");
+        }
+    }
+    assert!(percentile_panels >= 2, "the two p99 panels");
 }

@@ -23,6 +23,9 @@ pub enum Timestamp {
     Source,
     /// Alloy's "fudge": the previous entry's time plus 1ns.
     Fudged,
+    /// The line's own time moved `plus_ns` nanoseconds later: `action_on_duplicate_timestamp
+    /// = "fudge"` on a line whose time equals the previous line's (see [`process_stream`]).
+    Nudged { from_line: String, plus_ns: u64 },
 }
 
 /// One log entry as it would be pushed to Loki.
@@ -161,6 +164,13 @@ pub fn process(process: &Block, labels: Labels, line: &str) -> Option<Entry> {
                     matches!(format, "RFC3339" | "RFC3339Nano"),
                     "the model parses RFC3339 timestamps only, not {format:?}"
                 );
+                assert!(
+                    matches!(
+                        stage.str_attr("action_on_duplicate_timestamp"),
+                        None | Some("fudge" | "keep")
+                    ),
+                    "action_on_duplicate_timestamp is \"fudge\" or \"keep\""
+                );
                 let parsed = extracted
                     .get(source)
                     .filter(|v| humantime::parse_rfc3339(v).is_ok());
@@ -222,6 +232,43 @@ pub fn process(process: &Block, labels: Labels, line: &str) -> Option<Entry> {
         }
     }
     Some(entry)
+}
+
+/// Runs the lines of one stream, in order, through a freshly started pipeline, with the state
+/// `stage.timestamp` keeps between lines (Alloy's `timestamp.go`): with
+/// `action_on_duplicate_timestamp = "fudge"` (the default) a line whose own time equals the
+/// previous line's gets the previous entry's time + 1ns; "keep" leaves it. A restarted Alloy
+/// starts with no such state.
+pub fn process_stream(process_block: &Block, labels: &Labels, lines: &[&str]) -> Vec<Entry> {
+    let fudge = process_block.blocks_named("stage.timestamp").any(|s| {
+        s.str_attr("action_on_duplicate_timestamp")
+            .unwrap_or("fudge")
+            == "fudge"
+    });
+    // The previous line's own time and how far its entry was moved.
+    let mut previous: Option<(std::time::SystemTime, u64)> = None;
+    let mut out = Vec::new();
+    for line in lines {
+        let Some(mut entry) = process(process_block, labels.clone(), line) else {
+            continue;
+        };
+        if let Timestamp::FromLine(own) = &entry.timestamp {
+            let time = humantime::parse_rfc3339(own).expect("checked by the stage");
+            let plus_ns = match previous {
+                Some((prev, moved)) if fudge && prev == time => moved + 1,
+                _ => 0,
+            };
+            if plus_ns > 0 {
+                entry.timestamp = Timestamp::Nudged {
+                    from_line: own.clone(),
+                    plus_ns,
+                };
+            }
+            previous = Some((time, plus_ns));
+        }
+        out.push(entry);
+    }
+    out
 }
 
 fn json_expressions_of(stage: &Block) -> Vec<(String, String)> {

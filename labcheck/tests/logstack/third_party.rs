@@ -1,9 +1,11 @@
 //! The Loki and Alloy configs: the upstream version each was written for (the one compose
-//! pins), and the settings the lab depends on.
+//! pins), the settings the lab depends on, and what Alloy's timestamps do to a stream's order
+//! and to the lines a restart re-sends.
 
 use regex::Regex;
 
 use crate::alloy::Value;
+use crate::pipeline::{self, Labels, Timestamp};
 use crate::support::{self, ALLOY_CONFIG, LOKI_CONFIG};
 
 /// The tag docker-compose.yml pins for `grafana/<name>`.
@@ -106,4 +108,64 @@ fn alloy_never_drops_lines_for_failing_to_parse_them() {
             stage.name
         );
     }
+}
+
+/// A JSON line as the service writes it, at `timestamp`, saying `message`.
+fn service_line(timestamp: &str, message: &str) -> String {
+    serde_json::json!({
+        "timestamp": timestamp,
+        "level": "INFO",
+        "fields": { "message": message },
+        "target": "service",
+    })
+    .to_string()
+}
+
+#[test]
+fn lines_of_one_container_that_share_a_microsecond_keep_their_written_order() {
+    let config = support::alloy_config();
+    let process = config.only("loki.process");
+    let same = "2026-01-01T00:00:01.000001Z";
+    let lines = [
+        service_line(same, "first"),
+        service_line(same, "second"),
+        service_line(same, "third"),
+    ];
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let entries = pipeline::process_stream(process, &Labels::new(), &refs);
+    let offsets: Vec<u64> = entries
+        .iter()
+        .map(|e| match &e.timestamp {
+            Timestamp::FromLine(t) if t == same => 0,
+            Timestamp::Nudged { from_line, plus_ns } if from_line == same => *plus_ns,
+            other => panic!("not the line's own time: {other:?}"),
+        })
+        .collect();
+    // Loki orders a stream by time: equal times list in any order.
+    assert_eq!(
+        offsets,
+        [0, 1, 2],
+        "equal times stay distinct and increasing"
+    );
+}
+
+#[test]
+fn a_restart_that_re_reads_from_a_whole_second_re_sends_identical_timestamps() {
+    let config = support::alloy_config();
+    let process = config.only("loki.process");
+    let before = service_line("2026-01-01T00:00:00.999999Z", "last of the second before");
+    let a = service_line("2026-01-01T00:00:01.000001Z", "a");
+    let b = service_line("2026-01-01T00:00:01.000001Z", "b");
+    let c = service_line("2026-01-01T00:00:01.500000Z", "c");
+    let first = pipeline::process_stream(process, &Labels::new(), &[&before, &a, &b, &c]);
+    // loki.source.docker's saved position is a whole second: a restarted Alloy reads
+    // everything from 00:00:01 again, with no state from before it.
+    let again = pipeline::process_stream(process, &Labels::new(), &[&a, &b, &c]);
+    for (sent, resent) in first[1..].iter().zip(&again) {
+        assert_eq!(sent.line, resent.line);
+        // Loki can drop a copy only if time, line and structured metadata are identical.
+        assert_eq!(sent.timestamp, resent.timestamp, "{}", sent.line);
+        assert_eq!(sent.structured_metadata, resent.structured_metadata);
+    }
+    assert_eq!(again.len(), 3);
 }

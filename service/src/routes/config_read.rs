@@ -74,6 +74,7 @@ async fn load_config_async(
 }
 
 /// The blocking work both handlers share: a real read, then the emulated slow disk.
+#[inline(never)] // named in the watchdog's stacks and in flamegraphs
 fn read_config_blocking(
     dir: &Path,
     name: &ConfigName,

@@ -94,6 +94,7 @@ async fn hold_tokio_lock(hold: Duration, request_id: &RequestId) -> Result<HttpR
 /// `lock()` with a deadline: blocks the calling thread like `lock()` does, but gives up after
 /// `max_wait` instead of deadlocking a worker whose own parked task holds the lock. A poisoned
 /// lock is taken anyway: the counter cannot be left inconsistent.
+#[inline(never)] // named in the watchdog's stacks
 fn lock_std_bounded<T>(
     mutex: &Mutex<T>,
     max_wait: Duration,

@@ -12,6 +12,7 @@
 //! | `GET /cpu/offload?ms=` | FIX: the same loop on the blocking pool |
 //! | `GET /background/blocking?ms=` | BUG: a detached task blocks the worker, outside any span |
 //! | `GET /background/offload?ms=` | FIX: the detached work on the blocking pool |
+//! | `GET /debug/blocked[?since=]` | nothing: the watchdog's record of recent blocks |
 
 use std::{path::PathBuf, time::Duration};
 
@@ -22,6 +23,7 @@ use crate::{config::Flavor, config::Settings, errors::ApiError};
 pub mod background;
 pub mod config_read;
 pub mod cpu;
+pub mod debug_blocked;
 pub mod health;
 pub mod lock;
 pub mod orders;
@@ -91,6 +93,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(get("/cpu/offload", cpu::cpu_offload))
     .service(get("/background/blocking", background::background_blocking))
     .service(get("/background/offload", background::background_offload))
+    .service(get("/debug/blocked", debug_blocked::debug_blocked))
     .default_service(web::to(not_found));
 }
 

@@ -118,7 +118,15 @@ pub fn request_layers(
     file: Option<NonBlocking>,
 ) -> Result<Vec<BoxedLayer>, TelemetryError> {
     let mut layers: Vec<BoxedLayer> = Vec::new();
-    layers.extend(crate::watchdog::layer(settings.long_poll));
+    layers.extend(
+        crate::watchdog::layer(crate::watchdog::Options {
+            threshold: settings.long_poll,
+            root_span: ROOT_SPAN,
+            capture_stacks: settings.blocked_stacks,
+            keep_record: settings.debug_blocked,
+        })
+        .map(Layer::boxed),
+    );
     // When `RUST_LOG` rejects everything, no output layer at all: even a layer whose filter
     // rejects everything is asked about every span's enter, exit and close.
     if !filters_out_everything(&settings.rust_log)? {

@@ -50,6 +50,9 @@ pub async fn spawn_app(extra: &[(&str, &str)]) -> TestApp {
         .env("SLOW_DISK_MS", "300")
         .env("DEPENDENCY_MS", "1")
         .env("RUST_LOG", "info")
+        // Stack capture's start-up self-test symbolizes a debug binary (a second of CPU); only
+        // the tests about stacks turn it on (tests/api/stacks.rs).
+        .env("BLOCKED_STACKS", "false")
         .env("INSTANCE", "test")
         // Canary builds open a console port: give each app its own.
         .env("TOKIO_CONSOLE_BIND", format!("127.0.0.1:{}", free_port()))

@@ -9,4 +9,5 @@ mod helpers;
 mod logs;
 mod request_ids;
 mod shutdown;
+mod stacks;
 mod watchdog;

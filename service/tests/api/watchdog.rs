@@ -128,15 +128,16 @@ async fn fixes_and_the_victim_yield_no_warning() {
 async fn a_block_outside_any_span_yields_a_worker_stall() {
     let app = spawn_app(&[]).await;
     let id = run(&app, "/background/blocking?ms=300").await;
+    // On a busy machine the heartbeat may also be a little late on its own: wait for the
+    // block's stall, which is at least as long as most of the block.
     let stall = app
-        .wait_for_line(|l| l.message() == Some("worker stall"))
+        .wait_for_line(|l| {
+            l.message() == Some("worker stall")
+                && l.json.as_ref().unwrap()["fields"]["lag_ms"].as_u64() >= Some(200)
+        })
         .await
         .json
         .unwrap();
-    assert!(
-        stall["fields"]["lag_ms"].as_u64().unwrap() >= 200,
-        "{stall}"
-    );
     assert!(stall["fields"]["worker"].as_str().is_some());
     assert!(
         blocked_lines(&app, &id).is_empty(),

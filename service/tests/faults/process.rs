@@ -35,6 +35,7 @@ impl Service {
             .env("WORKERS", "1")
             .env("DEPENDENCY_MS", "0")
             .env("RUST_LOG", "info")
+            .env("BLOCKED_STACKS", "false")
             .env("INSTANCE", "faults")
             .env("TOKIO_CONSOLE_BIND", format!("127.0.0.1:{}", free_port()))
             .stdin(Stdio::null())

@@ -1,0 +1,82 @@
+//! The tracing layer: span enter and exit mark what a thread is polling (it works on every
+//! executor, actix's `LocalSet` workers included), and a span's `request_id` is kept for the
+//! checker's line.
+
+use std::sync::Arc;
+
+use tracing::{
+    field::{Field, Visit},
+    span, Id, Subscriber,
+};
+use tracing_subscriber::{layer::Context, registry::LookupSpan, Layer};
+
+use super::{poll, threads};
+
+/// The span field the watchdog reports.
+const REQUEST_ID: &str = "request_id";
+
+/// Tracks span enter/exit per thread for the checker thread.
+#[derive(Debug, Clone, Copy)]
+pub struct WatchdogLayer {
+    pub(super) _private: (),
+}
+
+/// The request id stored on a span when it is created.
+pub(super) struct SpanRequestId(pub Arc<str>);
+
+struct RequestIdVisitor(Option<Arc<str>>);
+
+impl Visit for RequestIdVisitor {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == REQUEST_ID {
+            self.0 = Some(value.into());
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == REQUEST_ID {
+            self.0 = Some(format!("{value:?}").into());
+        }
+    }
+}
+
+impl<S> Layer<S> for WatchdogLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        if attrs.metadata().fields().field(REQUEST_ID).is_none() {
+            return;
+        }
+        let mut visitor = RequestIdVisitor(None);
+        attrs.record(&mut visitor);
+        if let (Some(request_id), Some(span)) = (visitor.0, ctx.span(id)) {
+            span.extensions_mut().insert(SpanRequestId(request_id));
+        }
+    }
+
+    fn on_enter(&self, id: &Id, _ctx: Context<'_, S>) {
+        threads::with_current(|slot| {
+            let mut state = slot.state();
+            state.begin_poll_if_idle();
+            state.stack.push(id.clone());
+        });
+    }
+
+    fn on_exit(&self, id: &Id, _ctx: Context<'_, S>) {
+        let ended = threads::with_current(|slot| {
+            let mut state = slot.state();
+            if let Some(position) = state.stack.iter().rposition(|entered| entered == id) {
+                state.stack.truncate(position);
+            }
+            if !state.is_idle() {
+                return None;
+            }
+            state.poll_ended().map(|ended| (ended, slot.thread.clone()))
+        });
+        if let Some(((blocked, reported), thread)) = ended {
+            // `id` is the outermost span of the poll: still open while it is being exited.
+            poll::poll_ended(Some(id.clone()), &thread, blocked, reported);
+        }
+    }
+}
