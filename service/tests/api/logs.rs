@@ -211,7 +211,14 @@ async fn the_field_set_of_each_kind_of_line_is_pinned() {
         ),
         (
             line("blocked poll ended", "request"),
-            set(&["message", "handler", "request_id", "thread", "blocked_ms"]),
+            set(&[
+                "message",
+                "handler",
+                "request_id",
+                "thread",
+                "blocked_ms",
+                "samples",
+            ]),
             &request_span,
         ),
     ];
