@@ -4,7 +4,7 @@
 # tables and the ratios against their goals.
 #
 #   bench/macro.sh                         # the recorded numbers (about 20 minutes)
-#   RUNS=1 DURATION=3 WARMUP=1 HOLD=5 LONG=8 CHURN=3 REPRO=5 MICRO=0 WIRING=0 OUT=/tmp/b.md bench/macro.sh  # a quick look
+#   RUNS=1 DURATION=3 WARMUP=1 HOLD=5 LONG=8 CHURN=3 REPRO=5 MICRO=0 WIRING=0 CANARY=0 OUT=/tmp/b.md bench/macro.sh  # a quick look
 #
 # Method: each configuration runs fresh — the service with one worker pinned to CPU 0
 # (`taskset -c 0`), wrk pinned to CPU 1, the victim route /api/orders/1 with DEPENDENCY_MS=0 —
@@ -27,6 +27,7 @@ CHURN=${CHURN:-10}          # seconds of connection churn per build
 REPRO=${REPRO:-30}          # seconds of each loadgen run (the lab's reproduction)
 MICRO=${MICRO:-1}           # 0 skips the criterion benchmarks
 WIRING=${WIRING:-1}         # 0 skips bench/wiring.py (the article's wiring against the lab's)
+CANARY=${CANARY:-1}         # 0 skips bench/canary.py (the canary against the release build)
 OUT=${OUT:-docs/benchmarks.md}
 TARGET=${CARGO_TARGET_DIR:-target}
 WORK=$(mktemp -d)
@@ -60,7 +61,7 @@ else
   COMMANDS+=("cargo build --release -p service" "cargo build --release -p service --features console" "cargo build --release -p loadgen")
 fi
 RELEASE=$BIN/service-release
-CANARY=$BIN/service-canary
+CANARY_BIN=$BIN/service-canary
 LOADGEN=$BIN/loadgen
 CLK_TCK=$(getconf CLK_TCK)
 
@@ -130,7 +131,7 @@ CONFIGS=(
   "off|$RELEASE|/dev/null|RUST_LOG=off"
   "info-stdout|$RELEASE|/dev/null|RUST_LOG=info"
   "info-files|$RELEASE|/dev/null|RUST_LOG=info LOG_DIR=$WORK/logs"
-  "canary|$CANARY|/dev/null|RUST_LOG=info"
+  "canary|$CANARY_BIN|/dev/null|RUST_LOG=info"
   "watchdog-off|$RELEASE|/dev/null|RUST_LOG=info LONG_POLL_MS=0"
 )
 : >"$WORK/throughput.txt"
@@ -204,7 +205,7 @@ COMMANDS+=("memory: RUST_LOG=info service; VmRSS idle, then taskset -c 1 wrk -t1
 
 # The canary through a longer run at the lab's pace (loadgen, 500 req/s of the victim on
 # keep-alive connections): RSS over time, for console-subscriber's retention.
-start_server "$CANARY" /dev/null RUST_LOG=info
+start_server "$CANARY_BIN" /dev/null RUST_LOG=info
 : >"$WORK/canary-rss.txt"
 echo "0 $(rss_kib "$SERVER_PID")" >>"$WORK/canary-rss.txt"
 taskset -c 1 "$LOADGEN" "http://127.0.0.1:$PORT" --rate 500 --mix orders=1 --duration "${LONG}s" \
@@ -221,7 +222,7 @@ COMMANDS+=("canary memory: service --features console (default retention); tasks
 # Connection churn (a new connection, so a new tokio task, per request) for CHURN seconds:
 # release, canary, and canary with a short console retention. Stopped early if RSS passes 3 GiB.
 : >"$WORK/churn.txt"
-for entry in "release|$RELEASE|" "canary|$CANARY|" "canary-retention-10s|$CANARY|TOKIO_CONSOLE_RETENTION=10s"; do
+for entry in "release|$RELEASE|" "canary|$CANARY_BIN|" "canary-retention-2s|$CANARY_BIN|TOKIO_CONSOLE_RETENTION=2s"; do
   IFS='|' read -r name bin settings <<<"$entry"
   # shellcheck disable=SC2086
   start_server "$bin" /dev/null RUST_LOG=info $settings
@@ -241,7 +242,7 @@ for entry in "release|$RELEASE|" "canary|$CANARY|" "canary-retention-10s|$CANARY
   echo "$name ${requests:-0} $peak $(rss_kib "$SERVER_PID") $capped" >>"$WORK/churn.txt"
   stop_server
 done
-COMMANDS+=("churn: taskset -c 1 wrk -t1 -c8 -d${CHURN}s -H 'Connection: close' http://127.0.0.1:PORT/api/orders/1 against release, canary, canary with TOKIO_CONSOLE_RETENTION=10s; peak VmRSS, and VmRSS 12 s after the load")
+COMMANDS+=("churn: taskset -c 1 wrk -t1 -c8 -d${CHURN}s -H 'Connection: close' http://127.0.0.1:PORT/api/orders/1 against release, canary, canary with TOKIO_CONSOLE_RETENTION=2s; peak VmRSS, and VmRSS 12 s after the load")
 
 # --- 4. the lab's reproduction ----------------------------------------------------------------
 # The victim's p99 under the default scenario (orders=99,config_sync=1 at 200 req/s) versus the
@@ -275,8 +276,14 @@ if [ "$WIRING" = 1 ]; then
   run_logged python3 bench/wiring.py
 fi
 
+# --- 7. the canary against the release build (issue 18) --------------------------------------
+# bench/canary.py writes docs/canary-benchmark.md; the renderer copies its tables in here.
+if [ "$CANARY" = 1 ]; then
+  run_logged python3 bench/canary.py
+fi
+
 # --- the document -----------------------------------------------------------------------------
-export WORK OUT RUNS DURATION WARMUP CONNECTIONS HOLD LONG CHURN REPRO MICRO WIRING TARGET CLK_TCK
+export WORK OUT RUNS DURATION WARMUP CONNECTIONS HOLD LONG CHURN REPRO MICRO WIRING CANARY TARGET CLK_TCK
 export LOAD_BEFORE LOAD_AFTER BUSY_BEFORE BUSY_AFTER RSS_IDLE RSS_10K HWM_10K HOLD_RPS HOLD_P99 HOLD_BAD
 printf '%s\n' "${COMMANDS[@]}" >"$WORK/commands.txt"
 python3 bench/render_benchmarks.py

@@ -173,7 +173,7 @@ extern "C" fn on_signal(_signal: c_int, _info: *mut libc::siginfo_t, context: *m
 /// Loads the word at `addr` if it lies inside `[lo, hi)` and is aligned, else `None`.
 fn load(addr: usize, (lo, hi): (usize, usize)) -> Option<usize> {
     let word = std::mem::size_of::<usize>();
-    if addr < lo || addr.checked_add(word)? > hi || addr % word != 0 {
+    if addr < lo || addr.checked_add(word)? > hi || !addr.is_multiple_of(word) {
         return None;
     }
     // SAFETY: `[lo, hi)` is the interrupted thread's own stack from the interrupted stack

@@ -7,10 +7,16 @@ stream until the first update mentions a tokio task span (`runtime.spawn`). Such
 only when the service was built with `--cfg tokio_unstable`, so success proves both that the
 console answers and that the flag really reached the build.
 
-Usage: console_probe.py HOST:PORT [TIMEOUT_S]. Exit 0 on success, 1 with one line otherwise.
-No HPACK decoding is needed: a hyper/h2 server sends `:status 200` as the static-table byte
-0x88, and everything else checked is in DATA frames.
+With `--short-locations`, it also decodes the updates' protobuf far enough to find every task
+location (a `….rs` string) and checks that each one inside the cargo registry is one that
+tokio-console shortens to `<cargo>/crate-x.y.z/src/…` (as it does for a local build), with
+actix-server's tasks among them.
+
+Usage: console_probe.py HOST:PORT [TIMEOUT_S] [--short-locations]. Exit 0 on success, 1 with one
+line otherwise. No HPACK decoding is needed: a hyper/h2 server sends `:status 200` as the
+static-table byte 0x88, and everything else checked is in DATA frames.
 """
+import re
 import socket
 import struct
 import sys
@@ -18,6 +24,88 @@ import time
 
 METHOD = b"/rs.tokio.console.instrument.Instrument/WatchUpdates"
 MARKER = b"runtime.spawn"
+# tokio-console's own rule (tokio-console 0.1.14, src/state/mod.rs, truncate_registry_path).
+CARGO = re.compile(r".*/\.cargo(/registry/src/[^/]*/|/git/checkouts/)")
+
+
+def varint(buf, i):
+    value, shift = 0, 0
+    while True:
+        if i >= len(buf) or shift > 63:
+            raise ValueError("truncated varint")
+        byte = buf[i]
+        value |= (byte & 0x7F) << shift
+        i, shift = i + 1, shift + 7
+        if not byte & 0x80:
+            return value, i
+
+
+def rs_strings(buf, out, depth=0):
+    """Every length-delimited field ending in `.rs`, at any depth: a field that does not parse
+    as a message is taken as a string. Raises ValueError if `buf` is not a message."""
+    i = 0
+    while i < len(buf):
+        key, i = varint(buf, i)
+        wire = key & 7
+        if wire == 0:
+            _, i = varint(buf, i)
+        elif wire == 1:
+            i += 8
+        elif wire == 5:
+            i += 4
+        elif wire == 2:
+            length, i = varint(buf, i)
+            if i + length > len(buf):
+                raise ValueError("truncated field")
+            field = buf[i : i + length]
+            i += length
+            if field.endswith(b".rs"):
+                try:
+                    out.add(field.decode())
+                    continue
+                except UnicodeDecodeError:
+                    pass
+            if depth < 12:
+                try:
+                    rs_strings(field, out, depth + 1)
+                except ValueError:
+                    pass
+        else:
+            raise ValueError(f"wire type {wire}")
+        if i > len(buf):
+            raise ValueError("truncated field")
+
+
+def grpc_messages(data):
+    """The messages of a gRPC stream (5-byte prefix each); a trailing partial one is left out."""
+    i = 0
+    while i + 5 <= len(data):
+        length = int.from_bytes(data[i + 1 : i + 5], "big")
+        if i + 5 + length > len(data):
+            return
+        yield data[i + 5 : i + 5 + length]
+        i += 5 + length
+
+
+def check_locations(target, data):
+    files = set()
+    for message in grpc_messages(data):
+        try:
+            rs_strings(message, files)
+        except ValueError:
+            pass
+    registry = sorted(f for f in files if "/registry/src/" in f or "/git/checkouts/" in f)
+    long = [f for f in registry if not CARGO.match(f)]
+    if long:
+        return fail(f"{target}: {len(long)} task locations tokio-console cannot shorten, e.g. {long[0]}")
+    shown = [CARGO.sub("<cargo>/", f) for f in registry]
+    actix = sorted((f for f in shown if re.match(r"<cargo>/actix-server-[\d.]+/src/", f)),
+                   key=lambda f: not f.endswith("/service.rs"))
+    if not actix:
+        return fail(f"{target}: no actix-server task among {len(files)} locations: {sorted(files)[:5]}")
+    print(f"console at {target}: {len(registry)} registry locations, all shown short by "
+          f"tokio-console, e.g. {actix[0]} (longest: {max(shown, key=len)})")
+    return 0
 
 
 def frame(ftype, flags, stream, payload=b""):
@@ -30,8 +118,10 @@ def literal(name, value):
 
 
 def main():
-    target = sys.argv[1]
-    timeout = float(sys.argv[2]) if len(sys.argv) > 2 else 10.0
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    short_locations = "--short-locations" in sys.argv
+    target = args[0]
+    timeout = float(args[1]) if len(args) > 1 else 10.0
     host, port = target.rsplit(":", 1)
     deadline = time.monotonic() + timeout
     try:
@@ -79,10 +169,11 @@ def main():
                 status_ok = True
             elif ftype == 0x0 and stream == 1:
                 data += payload
-                if MARKER in data:
+                complete = not short_locations or next(grpc_messages(data), None) is not None
+                if MARKER in data and complete:
                     print(f"console at {target}: gRPC WatchUpdates answered, "
                           f"{len(data)} bytes of updates with tokio task spans")
-                    return 0
+                    return check_locations(target, data) if short_locations else 0
             elif ftype == 0x3 and stream == 1:
                 return fail(f"{target}: stream reset (code {int.from_bytes(payload[:4], 'big')})")
             elif ftype == 0x7:

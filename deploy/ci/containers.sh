@@ -7,7 +7,8 @@
 #
 # Needs root on a Debian bookworm machine; docker-up.sh installs and starts what is missing.
 # Knobs (environment): CANARY_HTTP_PORT / CONSOLE_PORT (host ports, default 8080 / 6669),
-# CI_LOAD_DURATION (default 20s), CI_BASELINE_DURATION (default 10s).
+# CI_LOAD_DURATION (default 20s), CI_BASELINE_DURATION (default 10s), CI_OOM_LIMIT (the
+# canary's memory limit while it is driven out of memory on purpose, default 96m).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -21,6 +22,7 @@ console_port="${CONSOLE_PORT:-6669}"
 http_port="${CANARY_HTTP_PORT:-8080}"
 load_duration="${CI_LOAD_DURATION:-20s}"
 baseline_duration="${CI_BASELINE_DURATION:-10s}"
+oom_limit="${CI_OOM_LIMIT:-96m}"
 export CONSOLE_PORT="$console_port" CANARY_HTTP_PORT="$http_port"
 
 t0=$SECONDS
@@ -48,7 +50,7 @@ bash "$here/docker-up.sh"
 step "static checks: compose file, defaults when .env lacks a value"
 compose config -q
 defaults="$(env -u API_REPLICAS -u SLOW_DISK_MS -u LOADGEN_RATE -u LOADGEN_MIX \
-  docker compose -p "$project" --env-file /dev/null config --format json)"
+  -u CANARY_MEMORY_LIMIT -u TOKIO_CONSOLE_RETENTION docker compose -p "$project" --env-file /dev/null config --format json)"
 python3 - "$defaults" <<'PY'
 import json, sys
 c = json.loads(sys.argv[1])["services"]
@@ -56,10 +58,16 @@ got = (c["api"]["deploy"]["replicas"], c["api"]["environment"]["SLOW_DISK_MS"],
        c["loadgen"]["environment"]["LOADGEN_RATE"], c["loadgen"]["environment"]["LOADGEN_MIX"])
 want = (3, "300", "200", "orders=99,config_sync=1")
 assert got == want, f"defaults without .env: {got}, expected {want}"
+canary = c["canary"]
+got = (int(canary.get("mem_limit", 0)), int(canary.get("memswap_limit", 0)), canary.get("restart"),
+       canary["environment"].get("TOKIO_CONSOLE_RETENTION"), canary["build"]["args"].get("SHORT_PATHS"))
+want = (512 * 2**20, 512 * 2**20, "unless-stopped", "10s", "yes")
+assert got == want, f"canary (memory, memory+swap, restart, retention, short paths): {got}, expected {want}"
 for name, svc in c.items():
     for p in svc.get("ports", []):
         assert p.get("host_ip") == "127.0.0.1", f"{name} publishes {p} beyond loopback"
-print("ok: defaults apply without .env; every published port binds 127.0.0.1")
+print("ok: defaults apply without .env (the canary: 512 MiB, no swap, restarted unless stopped); "
+      "every published port binds 127.0.0.1")
 PY
 
 step "docker compose build"
@@ -107,7 +115,13 @@ health="$(python3 -c 'import sys,urllib.request; print(urllib.request.urlopen(sy
   "http://127.0.0.1:$http_port/healthz")"
 echo "  $health"
 grep -q '"flavor":"canary"' <<<"${health// /}" || fail "127.0.0.1:$http_port is not the canary"
-python3 "$here/console_probe.py" "127.0.0.1:$console_port" 15 || fail "the canary's console did not answer"
+python3 "$here/console_probe.py" "127.0.0.1:$console_port" 15 --short-locations \
+  || fail "the canary's console did not answer, or shows long task locations"
+canary_id="$(compose ps -q canary)"
+limits="$(docker inspect -f '{{.HostConfig.Memory}} {{.HostConfig.MemorySwap}} {{.HostConfig.RestartPolicy.Name}}' "$canary_id")"
+[ "$limits" = "$((512 * 1024 * 1024)) $((512 * 1024 * 1024)) unless-stopped" ] \
+  || fail "canary memory, memory+swap, restart policy: '$limits'"
+echo "  canary container: memory, memory+swap, restart policy: $limits"
 for id in "${api_ids[@]}"; do
   [ -z "$(docker port "$id")" ] || fail "api replica $id publishes ports: $(docker port "$id")"
 done
@@ -151,6 +165,26 @@ done
 
 step "assert: the watchdog names every /config/sync request in the fleet's logs while it blocks, with its culprit stack"
 python3 "$here/check_report.py" watchdog "$out/api.log" 250
+
+step "canary: churned past a $oom_limit memory limit, killed, restarted; the fleet goes on"
+since="$(date +%s)"
+CANARY_MEMORY_LIMIT="$oom_limit" compose up -d --no-build --no-deps --wait --wait-timeout 60 canary
+canary_id="$(compose ps -q canary)"
+python3 "$here/churn.py" "$http_port" "$canary_id" 90 || fail "the canary was not restarted under churn"
+ooms="$(docker events --since "$since" --until "$(date +%s)" --filter "container=$canary_id" \
+  --filter event=oom --format '{{.Action}}' | grep -c oom || true)"
+[ "$ooms" -ge 1 ] || fail "no OOM event for the canary: it restarted for another reason"
+for _ in $(seq 1 60); do
+  [ "$(docker inspect -f '{{.State.Health.Status}}' "$canary_id")" = healthy ] && break
+  sleep 1
+done
+[ "$(docker inspect -f '{{.State.Health.Status}}' "$canary_id")" = healthy ] \
+  || fail "the canary did not come back healthy after its OOM kill"
+for id in "${api_ids[@]}"; do
+  [ "$(docker inspect -f '{{.State.Running}} {{.RestartCount}}' "$id")" = "true 0" ] \
+    || fail "api replica $id was disturbed by the canary's OOM kill"
+done
+echo "ok: $ooms OOM kill(s), canary restarted and healthy again, fleet untouched"
 
 step "down"
 compose down -v --remove-orphans

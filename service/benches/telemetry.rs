@@ -26,7 +26,7 @@ use service::{
 };
 use tracing::Dispatch;
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
-use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::{layer::SubscriberExt, Layer};
 
 mod common;
 
@@ -54,7 +54,15 @@ fn subscriber(wiring: Wiring) -> (Dispatch, WorkerGuard) {
         .finish(std::io::sink());
     let mut layers: Vec<BoxedLayer> = Vec::new();
     if wiring.watchdog {
-        layers.extend(watchdog::layer(LONG_POLL));
+        layers.extend(
+            watchdog::layer(watchdog::Options {
+                threshold: LONG_POLL,
+                root_span: service::request_telemetry::ROOT_SPAN,
+                capture_stacks: false,
+                keep_record: false,
+            })
+            .map(Layer::boxed),
+        );
     }
     if let Some(filter) = wiring.json_filter {
         layers.push(json_layer(writer, filter).expect("valid filter"));

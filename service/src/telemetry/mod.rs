@@ -9,8 +9,8 @@
 //!   full the logging thread waits rather than dropping lines. Stdout always; rolling JSON
 //!   files (daily, 7 kept) when `LOG_DIR` is set.
 //! - The canary (cargo feature `console`) adds console-subscriber's layer to the same registry
-//!   with `spawn()` (never `init()`, which would install a second global subscriber); see
-//!   [`crate::console`] for its settings.
+//!   (built by [`crate::console::layer`], never `init()`, which would install a second global
+//!   subscriber); see [`crate::console`] for its settings.
 //! - The blocking watchdog's layer ([`crate::watchdog`]) joins the same registry, in every build.
 //! - The returned [`TelemetryGuard`] flushes the writers when dropped; `main` keeps it alive
 //!   until the server has fully stopped.
@@ -163,15 +163,13 @@ fn output_layers(
     Ok(())
 }
 
-/// The canary's console layer and the address it serves on. It carries console-subscriber's
-/// own filter (tokio's `runtime.*` spans only), untouched by `RUST_LOG`.
+/// The canary's console layer and the address it serves on. It carries its own filter
+/// ([`crate::console::layer`]), untouched by `RUST_LOG`.
 #[cfg(feature = "console")]
 fn console_layer() -> Result<(Option<BoxedLayer>, Option<std::net::SocketAddr>), TelemetryError> {
     let settings = crate::console::ConsoleSettings::from_env()?;
     settings.probe_bind()?;
-    let layer = console_subscriber::ConsoleLayer::builder()
-        .with_default_env()
-        .spawn();
+    let layer = crate::console::layer(&settings)?;
     Ok((Some(layer.boxed()), Some(settings.bind)))
 }
 

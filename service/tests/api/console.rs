@@ -73,6 +73,33 @@ async fn the_console_port_is_open_only_in_canary_builds() {
 }
 
 #[cfg(feature = "console")]
+#[test]
+fn bad_console_settings_exit_2_with_one_line_naming_the_variable() {
+    for (key, value) in [
+        ("TOKIO_CONSOLE_BIND", "localhost"),
+        ("TOKIO_CONSOLE_RETENTION", "60"),
+        ("TOKIO_CONSOLE_PUBLISH_INTERVAL", "soon"),
+        ("TOKIO_CONSOLE_BUFFER_CAPACITY", "-1"),
+        ("TOKIO_CONSOLE_RESOURCES", "yes"),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_service"))
+            .env_clear()
+            .env("LISTEN_ADDR", "127.0.0.1:0")
+            .env(key, value)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{key}={value}");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert_eq!(
+            stderr.trim_end().lines().count(),
+            1,
+            "{key}={value}: {stderr}"
+        );
+        assert!(stderr.contains(key), "{key}={value}: {stderr}");
+    }
+}
+
+#[cfg(feature = "console")]
 mod grpc {
     //! A tokio-console client in miniature: subscribe to `Instrument::watch_updates`, keep
     //! the task table across incremental updates, and compute busy and idle the way the
@@ -86,9 +113,12 @@ mod grpc {
     use console_api::{
         field,
         instrument::instrument_client::InstrumentClient,
-        instrument::InstrumentRequest,
-        tasks::{Stats, Task},
+        instrument::{InstrumentRequest, TaskDetailsRequest},
+        tasks::{task_details::PollTimesHistogram, DurationHistogram, Stats, Task},
+        Id,
     };
+    use service::console::{DEFAULT_RETENTION, POLL_HISTOGRAM_MAX, SCHEDULED_HISTOGRAM_MAX};
+    use tonic::transport::Channel;
 
     use crate::helpers::{free_port, raw_get, raw_request, spawn_app, DEADLINE};
 
@@ -153,6 +183,129 @@ mod grpc {
         }
     }
 
+    /// A client of the console at `port`, retried until it answers.
+    async fn connect(port: u16) -> InstrumentClient<Channel> {
+        let start = Instant::now();
+        loop {
+            match InstrumentClient::connect(format!("http://127.0.0.1:{port}")).await {
+                Ok(client) => return client,
+                Err(err) if start.elapsed() > DEADLINE => {
+                    panic!("console endpoint unreachable: {err}")
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    }
+
+    /// The highest value a serialized HdrHistogram (V2 format, uncompressed) can record: the
+    /// bound it was created with. Header: cookie, payload length, normalizing offset,
+    /// significant digits (4 bytes each), lowest and highest trackable value (8 bytes each).
+    fn highest_trackable(histogram: Option<&DurationHistogram>) -> Duration {
+        let raw = &histogram.expect("a histogram").raw_histogram;
+        assert!(raw.len() >= 32, "histogram of {} bytes", raw.len());
+        assert_eq!(
+            raw[..4],
+            0x1c84_9313_u32.to_be_bytes(),
+            "not an HdrHistogram V2"
+        );
+        Duration::from_nanos(u64::from_be_bytes(raw[24..32].try_into().unwrap()))
+    }
+
+    #[tokio::test]
+    async fn without_console_settings_finished_tasks_are_kept_for_the_labs_retention_and_histograms_are_bounded(
+    ) {
+        // Only the address is set (each test needs its own port): retention, histogram bounds
+        // and publish interval are the binary's defaults.
+        let console_port = free_port();
+        let app = spawn_app(&[("TOKIO_CONSOLE_BIND", &format!("127.0.0.1:{console_port}"))]).await;
+        let mut client = connect(console_port).await;
+        let mut updates = client
+            .watch_updates(InstrumentRequest {})
+            .await
+            .expect("watch_updates")
+            .into_inner();
+        let addr = app.addr;
+        tokio::task::spawn_blocking(move || raw_request(addr, &raw_get("/api/orders/1", "")))
+            .await
+            .unwrap();
+
+        // The connection's task, once the console has seen it end.
+        let mut tasks: HashMap<u64, Task> = HashMap::new();
+        let start = Instant::now();
+        let (id, dropped_seen) = 'found: loop {
+            assert!(start.elapsed() < DEADLINE, "no finished connection task");
+            let update = updates
+                .message()
+                .await
+                .expect("update stream")
+                .expect("stream ended");
+            let Some(task_update) = update.task_update else {
+                continue;
+            };
+            for task in task_update.new_tasks {
+                tasks.insert(task.id.as_ref().map_or(0, |i| i.id), task);
+            }
+            for (id, stats) in task_update.stats_update {
+                let connection = tasks
+                    .get(&id)
+                    .and_then(|t| t.location.as_ref())
+                    .is_some_and(|l| {
+                        l.file().contains("actix-server") && l.file().ends_with("service.rs")
+                    });
+                if connection && stats.dropped_at.is_some() {
+                    break 'found (id, Instant::now());
+                }
+            }
+        };
+        drop(updates);
+
+        let details = |client: &mut InstrumentClient<Channel>| {
+            let request = TaskDetailsRequest {
+                id: Some(Id { id }),
+            };
+            let mut client = client.clone();
+            async move { client.watch_task_details(request).await }
+        };
+        let mut stream = details(&mut client)
+            .await
+            .expect("details of a finished task")
+            .into_inner();
+        let first = stream
+            .message()
+            .await
+            .expect("details")
+            .expect("details stream ended");
+        let poll = match first.poll_times_histogram {
+            Some(PollTimesHistogram::Histogram(h)) => Some(h),
+            other => panic!("poll histogram: {other:?}"),
+        };
+        assert_eq!(highest_trackable(poll.as_ref()), POLL_HISTOGRAM_MAX);
+        assert_eq!(
+            highest_trackable(first.scheduled_times_histogram.as_ref()),
+            SCHEDULED_HISTOGRAM_MAX
+        );
+        drop(stream);
+
+        // Kept while the retention lasts, then gone: "task not found".
+        let gone_after = loop {
+            let kept_for = dropped_seen.elapsed();
+            assert!(
+                kept_for < DEFAULT_RETENTION * 3,
+                "the finished task is still kept after {kept_for:?}"
+            );
+            match details(&mut client).await {
+                Ok(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+                Err(status) if status.code() == tonic::Code::NotFound => break kept_for,
+                Err(status) => panic!("task details: {status}"),
+            }
+        };
+        assert!(
+            gone_after >= DEFAULT_RETENTION / 2,
+            "the finished task was dropped after {gone_after:?}"
+        );
+        assert!(DEFAULT_RETENTION <= Duration::from_secs(60));
+    }
+
     #[tokio::test]
     async fn tokio_console_shows_the_blocking_task_busy_and_the_victims_idle() {
         let console_port = free_port();
@@ -163,16 +316,7 @@ mod grpc {
             ("DEPENDENCY_MS", "20"),
         ])
         .await;
-        let start = Instant::now();
-        let mut client = loop {
-            match InstrumentClient::connect(format!("http://127.0.0.1:{console_port}")).await {
-                Ok(client) => break client,
-                Err(err) if start.elapsed() > DEADLINE => {
-                    panic!("console endpoint unreachable: {err}")
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
-        };
+        let mut client = connect(console_port).await;
         let mut updates = client
             .watch_updates(InstrumentRequest {})
             .await
