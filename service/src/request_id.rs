@@ -6,12 +6,15 @@ use std::fmt;
 
 use actix_web::{
     dev::{Payload, ServiceRequest},
-    http::header::HeaderValue,
+    http::header::{HeaderName, HeaderValue},
     Error, FromRequest, HttpMessage, HttpRequest,
 };
 
 /// Request and response header carrying the id.
 pub const HEADER: &str = "x-request-id";
+
+/// [`HEADER`] as a header name, validated once at compile time instead of per look-up.
+pub static HEADER_NAME: HeaderName = HeaderName::from_static(HEADER);
 
 /// The longest client-supplied id that is kept.
 pub const MAX_LEN: usize = 64;
@@ -46,7 +49,7 @@ impl RequestId {
     /// The client's id if valid, else a fresh one. The invalid value is dropped, never logged.
     pub fn for_request(req: &ServiceRequest) -> Self {
         req.headers()
-            .get(HEADER)
+            .get(&HEADER_NAME)
             .and_then(Self::from_client)
             .unwrap_or_else(Self::generate)
     }

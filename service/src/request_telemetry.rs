@@ -26,7 +26,7 @@ use std::{
 
 use actix_web::{
     dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform},
-    http::{header::HeaderName, Method},
+    http::Method,
     Error, HttpMessage, HttpRequest,
 };
 use tracing::Span;
@@ -137,10 +137,8 @@ where
             "request finished"
         );
         if let Ok(res) = &mut outcome {
-            res.headers_mut().insert(
-                HeaderName::from_static(request_id::HEADER),
-                this.id.header_value(),
-            );
+            res.headers_mut()
+                .insert(request_id::HEADER_NAME.clone(), this.id.header_value());
         }
         Poll::Ready(outcome)
     }

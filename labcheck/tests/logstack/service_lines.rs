@@ -279,6 +279,46 @@ fn every_line_of_a_request_carries_its_request_id_as_structured_metadata_not_a_l
     }
 }
 
+/// The id comes from the line's top-level `request_id`, not from the nested `span`: a request's
+/// line stripped of `span` and `spans` still yields it, and stripped of the top-level field
+/// it yields none.
+#[test]
+fn the_request_id_metadata_comes_from_the_top_level_field_of_real_lines() {
+    let capture = capture();
+    for sent in &capture.sent {
+        let lines: Vec<serde_json::Value> = capture
+            .lines
+            .iter()
+            .filter_map(|l| parsed(l))
+            .filter(|v| v["span"]["request_id"] == sent.request_id.as_str())
+            .collect();
+        assert!(!lines.is_empty(), "{}: no lines", sent.request_id);
+        for line in lines {
+            assert_eq!(line["request_id"], sent.request_id.as_str(), "{line}");
+            let mut flat = line.clone();
+            let object = flat.as_object_mut().expect("a JSON object");
+            object.remove("span");
+            object.remove("spans");
+            let entry = ship(&flat.to_string()).expect("shipped");
+            assert_eq!(
+                entry.structured_metadata.get("request_id"),
+                Some(&sent.request_id),
+                "{flat}"
+            );
+            let mut nested_only = line.clone();
+            nested_only
+                .as_object_mut()
+                .expect("a JSON object")
+                .remove("request_id");
+            let entry = ship(&nested_only.to_string()).expect("shipped");
+            assert!(
+                !entry.structured_metadata.contains_key("request_id"),
+                "{nested_only}"
+            );
+        }
+    }
+}
+
 #[test]
 fn every_json_line_gets_only_the_contract_labels_with_its_level_and_own_timestamp() {
     let capture = capture();

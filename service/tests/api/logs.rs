@@ -165,7 +165,15 @@ async fn the_field_set_of_each_kind_of_line_is_pinned() {
             .find(|l| l["fields"]["message"] == message && l["span"]["name"] == span)
             .unwrap_or_else(|| panic!("no {message:?} line in span {span}"))
     };
-    let top = set(&["timestamp", "level", "fields", "target", "span", "spans"]);
+    let top = set(&[
+        "timestamp",
+        "level",
+        "fields",
+        "target",
+        "request_id",
+        "span",
+        "spans",
+    ]);
     let request_span = set(&["request_id", "method", "name"]);
     let handler_span = set(&["request_id", "config", "name"]);
     let cases = [
@@ -203,7 +211,14 @@ async fn the_field_set_of_each_kind_of_line_is_pinned() {
         ),
         (
             line("blocked poll ended", "request"),
-            set(&["message", "handler", "request_id", "thread", "blocked_ms"]),
+            set(&[
+                "message",
+                "handler",
+                "request_id",
+                "thread",
+                "blocked_ms",
+                "samples",
+            ]),
             &request_span,
         ),
     ];
@@ -212,6 +227,11 @@ async fn the_field_set_of_each_kind_of_line_is_pinned() {
         assert_eq!(keys(&json["fields"]), fields, "{json}");
         assert_eq!(&keys(&json["span"]), span, "{json}");
         assert_eq!(json["span"]["request_id"], id.as_str());
+        assert_eq!(
+            json["request_id"],
+            id.as_str(),
+            "top-level request_id: {json}"
+        );
         let spans = json["spans"].as_array().unwrap();
         assert_eq!(
             keys(&spans[0]),
@@ -224,5 +244,21 @@ async fn the_field_set_of_each_kind_of_line_is_pinned() {
             "the last of `spans` is `span`: {json}"
         );
         assert!(json["timestamp"].as_str().unwrap().ends_with('Z'));
+    }
+    // Inside a request, every line names it at the top level; outside one, none does.
+    let lines: Vec<serde_json::Value> = app.lines().into_iter().filter_map(|l| l.json).collect();
+    let (inside, outside): (Vec<_>, Vec<_>) = lines.iter().partition(|l| l.get("span").is_some());
+    assert!(!inside.is_empty() && !outside.is_empty(), "{lines:?}");
+    for line in inside {
+        assert_eq!(line["request_id"], line["spans"][0]["request_id"], "{line}");
+        assert!(line["request_id"].is_string(), "{line}");
+    }
+    for line in outside {
+        assert!(line.get("request_id").is_none(), "{line}");
+        assert_eq!(
+            keys(line),
+            set(&["timestamp", "level", "fields", "target"]),
+            "{line}"
+        );
     }
 }
