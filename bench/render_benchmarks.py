@@ -288,45 +288,40 @@ if micro:
 else:
     w("Not run this time (`MICRO=0`).")
 w("")
-wiring_doc = ROOT / "docs" / "wiring-benchmark.md"
-if ENV.get("WIRING", "1") == "1" and wiring_doc.exists():
-    w("## The lab's wiring against the article's, over TCP (issue 10)")
+def include(switch, doc, title, intro, first_line):
+    """A benchmark script's own page, from its line starting with `first_line`, under `title`
+    (its own headings one level down), when its `macro.sh` switch is on and the page exists."""
+    page = ROOT / "docs" / doc
+    if ENV.get(switch, "1") != "1" or not page.exists():
+        return
+    w(f"## {title}")
     w("")
-    w("`python3 bench/wiring.py` (also run by `bench/macro.sh`; its own copy is "
-      "`docs/wiring-benchmark.md`). Both services with one worker pinned to CPU 0, wrk on CPU 1, "
-      "the same run, configurations alternated, medians. Goals: `info` ≥ 0.85× `off`, `off` ≥ "
-      "0.95× the same service without request tracing, p99 at `info` ≤ 1.2× p99 at `off`.")
+    w(intro)
     w("")
-    body = wiring_doc.read_text().split("\n")
-    start = next(i for i, line in enumerate(body) if line.startswith("Machine:"))
-    w("\n".join(body[start:]).rstrip())
+    body = page.read_text().split("\n")
+    start = next(i for i, line in enumerate(body) if line.startswith(first_line))
+    w("\n".join("#" + line if line.startswith("## ") else line for line in body[start:]).rstrip())
     w("")
-canary_doc = ROOT / "docs" / "canary-benchmark.md"
-if ENV.get("CANARY", "1") == "1" and canary_doc.exists():
-    w("## The canary against the release build (issue 18)")
-    w("")
-    w("`python3 bench/canary.py` (also run by `bench/macro.sh`; its own copy is "
-      "`docs/canary-benchmark.md`). Goals: canary / release ≥ 0.5 pinned and ≥ 0.8 unpinned; RSS "
-      "under the lab's default load flat after the retention window (last minute within ±10 % of "
-      "the second); peak RSS under 10 s of churn ≤ 512 MiB.")
-    w("")
-    body = canary_doc.read_text().split("\n")
-    start = next(i for i, line in enumerate(body) if line.startswith("Machine:"))
-    w("\n".join(body[start:]).rstrip())
-    w("")
-stacks_doc = ROOT / "docs" / "stacks-benchmark.md"
-if ENV.get("STACKS", "1") == "1" and stacks_doc.exists():
-    w("## Culprit stacks: frame pointers and the time to the line (issue 14)")
-    w("")
-    w("`python3 bench/stacks.py` (also run by `bench/macro.sh`; its own copy is "
-      "`docs/stacks-benchmark.md`). Goals: frame pointers cost at most 3 % on the victim route; "
-      "the `worker blocked` line with its stack within the threshold + 15 ms.")
-    w("")
-    body = stacks_doc.read_text().split("\n")
-    start = next(i for i, line in enumerate(body) if line.startswith("## Frame pointers"))
-    w("\n".join(line.replace("## ", "### ", 1) if line.startswith("## ") else line
-                for line in body[start:]).rstrip())
-    w("")
+
+
+include("WIRING", "wiring-benchmark.md", "The lab's wiring against the article's, over TCP (issue 10)",
+        "`python3 bench/wiring.py` (also run by `bench/macro.sh`; its own copy is "
+        "`docs/wiring-benchmark.md`). Both services with one worker pinned to CPU 0, wrk on CPU 1, "
+        "the same run, configurations alternated, medians. Goals: `info` ≥ 0.85× `off`, `off` ≥ "
+        "0.95× the same service without request tracing, p99 at `info` ≤ 1.2× p99 at `off`.",
+        "Machine:")
+include("CANARY", "canary-benchmark.md", "The canary against the release build (issue 18)",
+        "`python3 bench/canary.py` (also run by `bench/macro.sh`; its own copy is "
+        "`docs/canary-benchmark.md`). Goals: canary / release ≥ 0.5 pinned and ≥ 0.8 unpinned; RSS "
+        "under the lab's default load flat after the retention window (last minute within ±10 % of "
+        "the second); peak RSS under 10 s of churn ≤ 512 MiB.",
+        "Machine:")
+include("STACKS", "stacks-benchmark.md",
+        "Culprit stacks: frame pointers and the time to the line (issue 14)",
+        "`python3 bench/stacks.py` (also run by `bench/macro.sh`; its own copy is "
+        "`docs/stacks-benchmark.md`). Goals: frame pointers cost at most 3 % on the victim route; "
+        "the `worker blocked` line with its stack within the threshold + 15 ms.",
+        "## Frame pointers")
 soak_doc = ROOT / "docs" / "soak-benchmark.md"
 if ENV.get("SOAK", "1") == "1" and soak_doc.exists():
     # bench/soak.py's page, its title one level down.

@@ -112,6 +112,23 @@ impl TestApp {
             .expect("request failed")
     }
 
+    /// Starts GET `path` (a lock route) with id `request_id` in the background and returns once
+    /// that request holds the lock; await the handle for its response.
+    pub async fn hold_lock(
+        &self,
+        path: &str,
+        request_id: &str,
+    ) -> tokio::task::JoinHandle<reqwest::Result<reqwest::Response>> {
+        let holding = tokio::spawn(
+            self.client
+                .get(self.url(path))
+                .header("x-request-id", request_id)
+                .send(),
+        );
+        self.wait_for_event(request_id, "lock acquired").await;
+        holding
+    }
+
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client
             .get(self.url(path))

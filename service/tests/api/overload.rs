@@ -101,13 +101,7 @@ fn message_of(app: &TestApp, request_id: &str, message: &str) -> bool {
 async fn a_lock_waiter_whose_client_left_is_dropped_and_never_takes_the_lock() {
     let app = spawn_app(&[]).await;
     let holder_id = fresh_id("holder");
-    let holder = tokio::spawn(
-        app.client
-            .get(app.url("/lock/tokio?hold_ms=1500"))
-            .header("x-request-id", &holder_id)
-            .send(),
-    );
-    app.wait_for_event(&holder_id, "lock acquired").await;
+    let holder = app.hold_lock("/lock/tokio?hold_ms=1500", &holder_id).await;
 
     let waiter_id = fresh_id("waiter");
     let waiter = start_raw(&app, "/lock/tokio?hold_ms=1500", &waiter_id);

@@ -128,13 +128,7 @@ async fn every_stack_of_a_cpu_loop_names_the_loop() {
 async fn a_std_mutex_waiters_stack_shows_the_lock_wait_under_its_handler() {
     let app = spawn_capturing_app(&[("LONG_POLL_MS", "150")]).await;
     let holder = fresh_id("stack-holder");
-    let holding = tokio::spawn(
-        app.client
-            .get(app.url("/lock/std"))
-            .header("x-request-id", &holder)
-            .send(),
-    );
-    app.wait_for_event(&holder, "lock acquired").await;
+    let holding = app.hold_lock("/lock/std", &holder).await;
     let waiter = fresh_id("stack-waiter");
     app.get_with_id("/lock/std", &waiter).await;
     holding.await.unwrap().unwrap();

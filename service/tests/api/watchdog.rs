@@ -77,13 +77,7 @@ async fn each_bug_yields_one_worker_blocked_line_naming_its_handler_while_it_blo
 async fn a_std_mutex_waiter_is_named_as_the_blocker() {
     let app = spawn_app(&[("LONG_POLL_MS", NOISE_PROOF_MS)]).await;
     let holder = fresh_id("holder");
-    let holding = tokio::spawn(
-        app.client
-            .get(app.url("/lock/std"))
-            .header("x-request-id", &holder)
-            .send(),
-    );
-    app.wait_for_event(&holder, "lock acquired").await;
+    let holding = app.hold_lock("/lock/std", &holder).await;
     let waiter = run(&app, "/lock/std").await;
     holding.await.unwrap().unwrap();
     app.wait_for_event(&holder, "request finished").await;
