@@ -102,6 +102,11 @@ impl TestApp {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// The service's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.lock().unwrap().id()
+    }
+
     /// GET `path` with an explicit request id.
     pub async fn get_with_id(&self, path: &str, request_id: &str) -> reqwest::Response {
         self.client
