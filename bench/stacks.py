@@ -56,7 +56,7 @@ def start(binary, extra, prefix=()):
         "RUST_LOG": "info", "INSTANCE": "bench", "PATH": os.environ["PATH"],
     }
     env.update(extra)
-    proc = subprocess.Popen([*prefix, binary], env=env, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([*prefix, binary], env=env, cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True)
     deadline = time.time() + 120
     while time.time() < deadline:

@@ -73,6 +73,10 @@ impl Service {
             .env("LISTEN_ADDR", "127.0.0.1:0")
             .env("WORKERS", "2")
             .env("SLOW_DISK_MS", "300")
+            .env(
+                "CONFIG_DIR",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/../service/sample-config"),
+            )
             .env("DEPENDENCY_MS", "1")
             // Well above the default 40 ms, so that a worker merely starved of CPU on a
             // loaded machine (pauses of 100+ ms were seen on a busy 2-core box) is not
@@ -112,6 +116,21 @@ impl Service {
             );
             std::thread::sleep(Duration::from_millis(20));
         };
+        // Stack capture's start-up self-test symbolizes the (debug) binary: a second or two of
+        // CPU that would make the first requests slow for reasons no block explains. Load
+        // starts after it.
+        while !lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("blocked-stack capture"))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the service did not finish its stack-capture self-test"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         Service {
             child,
             url: format!("http://{addr}"),

@@ -75,7 +75,8 @@ pub(super) fn enable() {
         .spawn(|| {
             ENABLED.get_or_init(|| match self_test() {
                 Ok(()) => {
-                    tracing::info!(build_id = build_id(), "blocked-stack capture on");
+                    // A start-up line, not a watchdog warning: the dashboards count those.
+                    tracing::info!(target: "service::startup", build_id = build_id(), "blocked-stack capture on");
                     true
                 }
                 Err(reason) => {
