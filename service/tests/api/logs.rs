@@ -152,7 +152,7 @@ async fn the_field_set_of_each_kind_of_line_is_pinned() {
     let set =
         |names: &[&str]| -> BTreeSet<String> { names.iter().map(|s| s.to_string()).collect() };
 
-    // A threshold above scheduling noise, so the warning names the handler (see watchdog.rs).
+    // A threshold above scheduling noise, so the warning names the handler (see tests/api/watchdog.rs).
     let app = spawn_app(&[("LONG_POLL_MS", "150")]).await;
     let id = fresh_id("fields");
     app.get_with_id("/config/sync/app.toml", &id).await;
