@@ -182,7 +182,9 @@ PY
 
 step "canary: churned past a $oom_limit memory limit, killed, restarted; the fleet goes on"
 since="$(date +%s)"
-CANARY_MEMORY_LIMIT="$oom_limit" compose up -d --no-build --no-deps --wait --wait-timeout 60 canary
+# Without culprit stacks: symbolizing the canary's debug info alone takes ~110 MiB, over this limit.
+CANARY_MEMORY_LIMIT="$oom_limit" CANARY_BLOCKED_STACKS=false \
+  compose up -d --no-build --no-deps --wait --wait-timeout 60 canary
 canary_id="$(compose ps -q canary)"
 python3 "$here/churn.py" "$http_port" "$canary_id" 90 || fail "the canary was not restarted under churn"
 ooms="$(docker events --since "$since" --until "$(date +%s)" --filter "container=$canary_id" \
