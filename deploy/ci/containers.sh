@@ -187,7 +187,9 @@ CANARY_MEMORY_LIMIT="$oom_limit" CANARY_BLOCKED_STACKS=false \
   compose up -d --no-build --no-deps --wait --wait-timeout 60 canary
 canary_id="$(compose ps -q canary)"
 python3 "$here/churn.py" "$http_port" "$canary_id" 90 || fail "the canary was not restarted under churn"
-ooms="$(docker events --since "$since" --until "$(date +%s)" --filter "container=$canary_id" \
+# `--until` counts whole seconds: wait out the current one so the kill's event is inside it.
+sleep 1
+ooms="$(docker events --since "$since" --until "$(( $(date +%s) + 1 ))" --filter "container=$canary_id" \
   --filter event=oom --format '{{.Action}}' | grep -c oom || true)"
 [ "$ooms" -ge 1 ] || fail "no OOM event for the canary: it restarted for another reason"
 for _ in $(seq 1 60); do
