@@ -1,7 +1,7 @@
 //! Typed settings of the service, from flags and environment variables.
 //!
-//! Every knob the lab turns (compose `.env`, CI, the README's tables) is an environment
-//! variable, named as in the README's configuration table; each is also a flag, so `service --help`
+//! Every knob the lab turns (compose `.env`, CI, the docs' tables) is an environment
+//! variable, named as in docs/configuration.md; each is also a flag, so `service --help`
 //! documents the whole surface. Values are parsed into their real types here (durations,
 //! enums, socket addresses), so nothing downstream matches strings at run time.
 
