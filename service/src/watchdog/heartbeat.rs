@@ -14,11 +14,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use super::{
-    record,
-    stacks::Stack,
-    threads::{self, since_epoch},
-};
+use super::{record, stacks::Stack, threads};
 
 /// Starts the heartbeat on the current worker runtime (once per thread): a task that sleeps
 /// `threshold / 2` at a time and warns `worker stall` when it wakes more than `threshold` late.
@@ -35,16 +31,18 @@ pub fn spawn_heartbeat(threshold: Duration) {
         .to_owned();
     actix_web::rt::spawn(async move {
         let mut run_queue = RunQueueWait::open();
+        // One read per wake: each tick's run-queue wait is the difference from the last one.
+        let mut waited = run_queue.total();
         loop {
             let due = tokio::time::Instant::now() + period;
-            threads::set_heartbeat_due(due.into_std());
-            let waited_before = run_queue.total();
+            let due_mark = threads::set_heartbeat_due(due.into_std());
             tokio::time::sleep_until(due).await;
             let lag = due.elapsed();
+            let waited_before = std::mem::replace(&mut waited, run_queue.total());
             if lag <= threshold {
                 continue;
             }
-            if let (Some(before), Some(after)) = (waited_before, run_queue.total()) {
+            if let (Some(before), Some(after)) = (waited_before, waited) {
                 if after.saturating_sub(before) * 2 >= lag {
                     continue; // late for want of a CPU, not blocked
                 }
@@ -55,7 +53,7 @@ pub fn spawn_heartbeat(threshold: Duration) {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .take();
-                taken.filter(|s| s.due == since_epoch(due.into_std()))
+                taken.filter(|s| s.due == due_mark)
             });
             let stack = sample.map(|s| Stack::render(&s.stack.frames));
             tracing::warn!(

@@ -69,6 +69,14 @@ struct Record {
 }
 
 impl Record {
+    /// Adds `entry` under the next sequence number, which it returns.
+    fn insert(&mut self, mut entry: BlockEntry) -> u64 {
+        entry.seq = self.next_seq;
+        self.next_seq += 1;
+        self.push(entry);
+        self.next_seq - 1
+    }
+
     fn push(&mut self, entry: BlockEntry) {
         self.bytes += entry.bytes();
         self.entries.push_back(entry);
@@ -118,11 +126,8 @@ pub(super) fn begin(
     if !enabled() {
         return None;
     }
-    let mut record = record();
-    let seq = record.next_seq;
-    record.next_seq += 1;
-    record.push(BlockEntry {
-        seq,
+    Some(record().insert(BlockEntry {
+        seq: 0,
         kind,
         handler,
         request_id,
@@ -130,8 +135,7 @@ pub(super) fn begin(
         start,
         end: None,
         stack: stack.map(Arc::from),
-    });
-    Some(seq)
+    }))
 }
 
 /// Replaces the stack of entry `seq` (a later sample narrowed it).
@@ -169,10 +173,8 @@ pub(super) fn stall(thread: &str, start: SystemTime, end: SystemTime, stack: Opt
     if explained {
         return;
     }
-    let seq = record.next_seq;
-    record.next_seq += 1;
-    record.push(BlockEntry {
-        seq,
+    record.insert(BlockEntry {
+        seq: 0,
         kind: BlockKind::Stall,
         handler: "stall",
         request_id: None,

@@ -62,35 +62,33 @@ pub(super) fn enable() {
     // Installed now, before the workers start: a thread registers for capture when it first
     // polls, which needs the handler in place.
     if let Err(err) = blocked_stack::install() {
-        let reason = err.to_string();
-        tracing::warn!(
-            reason,
-            "blocked-stack capture off: the watchdog's lines carry no stack"
-        );
-        ENABLED.get_or_init(|| false);
+        decide(Err(err.to_string()));
         return;
     }
     let started = std::thread::Builder::new()
         .name("stack-self-test".into())
-        .spawn(|| {
-            ENABLED.get_or_init(|| match self_test() {
-                Ok(()) => {
-                    // A start-up line, not a watchdog warning: the dashboards count those.
-                    tracing::info!(target: "service::startup", build_id = build_id(), "blocked-stack capture on");
-                    true
-                }
-                Err(reason) => {
-                    tracing::warn!(
-                        reason,
-                        "blocked-stack capture off: the watchdog's lines carry no stack"
-                    );
-                    false
-                }
-            });
-        });
-    if started.is_err() {
-        ENABLED.get_or_init(|| false);
+        .spawn(|| decide(self_test()));
+    if let Err(err) = started {
+        decide(Err(format!("cannot start the self-test thread: {err}")));
     }
+}
+
+/// Turns capture on or off, once, with its one line.
+fn decide(checked: Result<(), String>) {
+    ENABLED.get_or_init(|| match checked {
+        Ok(()) => {
+            // A start-up line, not a watchdog warning: the dashboards count those.
+            tracing::info!(target: "service::startup", build_id = build_id(), "blocked-stack capture on");
+            true
+        }
+        Err(reason) => {
+            tracing::warn!(
+                reason,
+                "blocked-stack capture off: the watchdog's lines carry no stack"
+            );
+            false
+        }
+    });
 }
 
 /// Whether capture has been checked and is on.

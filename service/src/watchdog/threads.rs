@@ -140,10 +140,10 @@ pub(super) fn since_epoch(at: Instant) -> u64 {
     (at.saturating_duration_since(epoch()).as_nanos() as u64).max(1)
 }
 
-/// Stores `due` as the calling thread's next heartbeat.
-pub(super) fn set_heartbeat_due(due: Instant) {
-    with_current(|slot| {
-        slot.heartbeat_due
-            .store(since_epoch(due), Ordering::Release)
-    });
+/// Stores `due` as the calling thread's next heartbeat; returns it as stored, the mark the
+/// checker's stall sample for this tick carries.
+pub(super) fn set_heartbeat_due(due: Instant) -> u64 {
+    let mark = since_epoch(due);
+    with_current(|slot| slot.heartbeat_due.store(mark, Ordering::Release));
+    mark
 }
