@@ -82,19 +82,11 @@ fn bad_console_settings_exit_2_with_one_line_naming_the_variable() {
         ("TOKIO_CONSOLE_BUFFER_CAPACITY", "-1"),
         ("TOKIO_CONSOLE_RESOURCES", "yes"),
     ] {
-        let output = Command::new(env!("CARGO_BIN_EXE_service"))
-            .env_clear()
-            .env("LISTEN_ADDR", "127.0.0.1:0")
-            .env(key, value)
-            .output()
-            .unwrap();
-        assert_eq!(output.status.code(), Some(2), "{key}={value}");
-        let stderr = String::from_utf8(output.stderr).unwrap();
-        assert_eq!(
-            stderr.trim_end().lines().count(),
-            1,
-            "{key}={value}: {stderr}"
-        );
+        let stderr = crate::helpers::refused_start(
+            &[("LISTEN_ADDR", "127.0.0.1:0"), (key, value)],
+            &format!("{key}={value}"),
+        )
+        .stderr;
         assert!(stderr.contains(key), "{key}={value}: {stderr}");
     }
 }

@@ -1,4 +1,4 @@
-use crate::helpers::spawn_app;
+use crate::helpers::{refused_start, spawn_app};
 
 #[tokio::test]
 async fn healthz_reports_status_version_flavor_and_instance() {
@@ -48,32 +48,15 @@ fn bad_settings_exit_2_with_one_line() {
         ("LOG_FORMAT", "xml"),
         ("RUST_LOG", "info,[=bad"),
     ] {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_service"))
-            .env_clear()
-            .env(key, value)
-            .output()
-            .unwrap();
-        assert_eq!(output.status.code(), Some(2), "{key}={value}");
-        let stderr = String::from_utf8(output.stderr).unwrap();
-        assert_eq!(
-            stderr.trim_end().lines().count(),
-            1,
-            "{key}={value}: {stderr}"
-        );
-        assert!(output.stdout.is_empty(), "{key}={value} wrote to stdout");
+        let refusal = refused_start(&[(key, value)], &format!("{key}={value}"));
+        assert!(refusal.stdout.is_empty(), "{key}={value} wrote to stdout");
     }
 }
 
 #[test]
 fn an_address_in_use_exits_2_with_one_line() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_service"))
-        .env_clear()
-        .env("LISTEN_ADDR", taken.local_addr().unwrap().to_string())
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8(output.stderr).unwrap();
-    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    let addr = taken.local_addr().unwrap().to_string();
+    let stderr = refused_start(&[("LISTEN_ADDR", &addr)], "address in use").stderr;
     assert!(stderr.contains("cannot listen"), "{stderr}");
 }

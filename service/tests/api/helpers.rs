@@ -41,6 +41,29 @@ pub struct TestApp {
     lines: Arc<Mutex<Vec<LogLine>>>,
 }
 
+/// What a refused start wrote.
+pub struct Refusal {
+    pub stderr: String,
+    pub stdout: Vec<u8>,
+}
+
+/// Runs the binary with only `env` set and asserts that it refused to start: exit code 2 and
+/// one line on stderr (`what` names the case in failure messages).
+pub fn refused_start(env: &[(&str, &str)], what: &str) -> Refusal {
+    let output = Command::new(env!("CARGO_BIN_EXE_service"))
+        .env_clear()
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{what}");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{what}: {stderr}");
+    Refusal {
+        stderr,
+        stdout: output.stdout,
+    }
+}
+
 /// Starts the service with one worker, a 300 ms slow disk, a 1 ms dependency and `extra`
 /// settings (which win).
 pub async fn spawn_app(extra: &[(&str, &str)]) -> TestApp {
@@ -186,6 +209,16 @@ impl TestApp {
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
+    }
+
+    /// Waits for a `worker stall` line whose lag is at least `min_lag_ms`: a real block's, not
+    /// the few milliseconds a busy test machine adds on its own.
+    pub async fn wait_for_stall(&self, min_lag_ms: u64) -> LogLine {
+        self.wait_for_line(|l| {
+            l.message() == Some("worker stall")
+                && l.json.as_ref().unwrap()["fields"]["lag_ms"].as_u64() >= Some(min_lag_ms)
+        })
+        .await
     }
 
     /// Waits for the line `message` of request `request_id`.

@@ -151,14 +151,7 @@ async fn a_detached_block_yields_a_stall_with_its_stack() {
     let app = spawn_capturing_app(&[]).await;
     let id = fresh_id("stack-background");
     app.get_with_id("/background/blocking?ms=300", &id).await;
-    let stall = app
-        .wait_for_line(|l| {
-            l.message() == Some("worker stall")
-                && l.json.as_ref().unwrap()["fields"]["lag_ms"].as_u64() >= Some(200)
-        })
-        .await
-        .json
-        .unwrap();
+    let stall = app.wait_for_stall(200).await.json.unwrap();
     let stack = stall["fields"]["stack"]
         .as_str()
         .unwrap_or_else(|| panic!("{stall}"));

@@ -124,14 +124,7 @@ async fn a_block_outside_any_span_yields_a_worker_stall() {
     let id = run(&app, "/background/blocking?ms=300").await;
     // On a busy machine the heartbeat may also be a little late on its own: wait for the
     // block's stall, which is at least as long as most of the block.
-    let stall = app
-        .wait_for_line(|l| {
-            l.message() == Some("worker stall")
-                && l.json.as_ref().unwrap()["fields"]["lag_ms"].as_u64() >= Some(200)
-        })
-        .await
-        .json
-        .unwrap();
+    let stall = app.wait_for_stall(200).await.json.unwrap();
     assert!(stall["fields"]["worker"].as_str().is_some());
     assert!(
         blocked_lines(&app, &id).is_empty(),
@@ -212,12 +205,7 @@ async fn a_worker_waiting_for_a_cpu_is_not_reported_as_stalled() {
     let hogs = CpuHogs::on_cpu0(3);
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     run(&app, "/background/blocking?ms=300").await;
-    let stall = app
-        .wait_for_line(|l| {
-            l.message() == Some("worker stall")
-                && l.json.as_ref().unwrap()["fields"]["lag_ms"].as_u64() >= Some(200)
-        })
-        .await;
+    let stall = app.wait_for_stall(200).await;
     drop(hogs);
     // Every stall line is the real block's: none came from the two seconds of starvation.
     let stalls: Vec<_> = app
