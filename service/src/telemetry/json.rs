@@ -1,27 +1,21 @@
-//! The JSON line format, written for speed with the field layout of tracing-subscriber's
-//! `fmt::layer().json()` (so dashboards, Alloy and users' tools see the same keys):
+//! The JSON line format and the pieces that write it, for [`super::json_layer`]. The keys are
+//! those of tracing-subscriber's `fmt::layer().json()` (so dashboards, Alloy and users' tools
+//! see the same lines):
 //!
 //! ```json
-//! {"timestamp":"…","level":"INFO","fields":{"message":"…",…},"target":"…","request_id":"…","span":{…,"name":"…"},"spans":[{…},…]}
+//! {"timestamp":"…","level":"INFO","fields":{"message":"…",…},"target":"…","request_id":"…","spans":[{…},…],"span":{…,"name":"…"}}
 //! ```
 //!
 //! plus one key of its own: inside a request, the `request_id` of the scope's root span (the
 //! request span's) is copied to the top level, so log tools find it without digging into `span`
 //! (tracing-subscriber nests span fields; tracing#1531). Outside a request there is none.
 //!
-//! **Why not `fmt().json()`.** tracing-subscriber's JSON format stores each span's fields as a
-//! JSON *string*; every `Span::record` parses it, rebuilds a map and serialises it again, and
-//! every event re-parses each stored span to print `span` and `spans` (its source calls this
-//! far from efficient; `docs/benchmarks.md` has the profile). Here a span's fields are
-//! serialised once, as a ready-to-paste JSON fragment (`"k":v,"k2":v2`), and an event copies
-//! the fragments verbatim. **Why not the `json-subscriber` crate**, which is built for this:
-//! version 0.3 wrapped in [`super::close_events::CloseEvents`] writes the same key set (the
-//! field-set test passes), but this formatter wins by far more than the noise, so it stays:
-//! 13.6 k against 31.6 k instructions for the access line per request (callgrind) and
-//! 7.8 µs against 12.5 µs per request in process (criterion), `docs/benchmarks.md`. It keeps
-//! tracing-subscriber's `fmt::Layer`, its writers and its filters, and replaces only the two
-//! formatting traits. (The close lines come from [`super::close_events`], which skips the root
-//! span `request`: its access line already reports the request.)
+//! **Why not `fmt().json()` or the `json-subscriber` crate**: both were measured against this
+//! formatter with the same key set, and both cost more than twice its instructions per access
+//! line (`docs/benchmarks.md`, issues 17 and 20). tracing-subscriber's JSON format stores each
+//! span's fields as a JSON string that every event parses again; here a span's fields are
+//! rendered once, as a ready-to-paste fragment (`"k":v,"k2":v2`), and every line copies it.
+//! Numbers go through itoa and ryu (serde_json's own formatters).
 
 use std::{
     cell::RefCell,
@@ -29,181 +23,49 @@ use std::{
     ops::Range,
 };
 
-use tracing::{
-    field::{Field, Visit},
-    span, Event, Subscriber,
-};
-use tracing_subscriber::{
-    field::RecordFields,
-    fmt::{format::Writer, FmtContext, FormatEvent, FormatFields, FormattedFields},
-    registry::LookupSpan,
-};
+use tracing::field::{Field, Visit};
 
-/// Formats span and event fields as a JSON object's *inside*: `"k":v,"k2":v2`.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct JsonFields;
+/// A line being built: bytes that are always UTF-8 (only `str`s go in), with the copy within
+/// itself that `String` lacks (a line's `span` repeats the last of its `spans`).
+#[derive(Debug, Default)]
+pub struct Line(Vec<u8>);
 
-/// Formats whole lines (see the module doc).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct JsonLines;
-
-impl<'writer> FormatFields<'writer> for JsonFields {
-    fn format_fields<R: RecordFields>(
-        &self,
-        mut writer: Writer<'writer>,
-        fields: R,
-    ) -> fmt::Result {
-        via_scratch(&mut writer, |out| {
-            let mut visitor = JsonVisitor::new(out, true);
-            fields.record(&mut visitor);
-            visitor.result
-        })
+impl Line {
+    pub fn clear(&mut self) {
+        self.0.clear();
     }
 
-    /// `Span::record` appends to the stored fragment instead of re-serialising it.
-    fn add_fields(
-        &self,
-        current: &'writer mut FormattedFields<Self>,
-        fields: &span::Record<'_>,
-    ) -> fmt::Result {
-        let first = current.fields.is_empty();
-        let mut visitor = JsonVisitor::new(&mut current.fields, first);
-        fields.record(&mut visitor);
-        visitor.result
+    pub fn push_str(&mut self, text: &str) {
+        self.0.extend_from_slice(text.as_bytes());
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Appends a copy of `range` of what is already written.
+    pub fn copy_within(&mut self, range: Range<usize>) {
+        self.0.extend_from_within(range);
     }
 }
 
-impl<S> FormatEvent<S, JsonFields> for JsonLines
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-{
-    fn format_event(
-        &self,
-        ctx: &FmtContext<'_, S, JsonFields>,
-        mut writer: Writer<'_>,
-        event: &Event<'_>,
-    ) -> fmt::Result {
-        via_scratch(&mut writer, |out| {
-            let meta = event.metadata();
-            out.push_str("{\"timestamp\":\"");
-            write_timestamp(out, std::time::SystemTime::now());
-            out.push_str("\",\"level\":\"");
-            out.push_str(meta.level().as_str());
-            out.push_str("\",\"fields\":{");
-            let mut visitor = JsonVisitor::new(out, true);
-            event.record(&mut visitor);
-            visitor.result?;
-            out.push_str("},\"target\":");
-            write_json_str(out, meta.target())?;
-            // `spans` is the whole scope from the root, `span` the innermost span (for a close
-            // event: the span closing), as tracing-subscriber prints them. The root span's
-            // `request_id` (the request's) goes to the top level first.
-            if let Some(leaf) = ctx.event_scope().and_then(|mut scope| scope.next()) {
-                for (i, span) in leaf.scope().from_root().enumerate() {
-                    let extensions = span.extensions();
-                    let fields = extensions
-                        .get::<FormattedFields<JsonFields>>()
-                        .map_or("", |f| f.fields.as_str());
-                    if i == 0 {
-                        if let Some(value) = request_id_in(fields) {
-                            out.push_str(",\"request_id\":");
-                            out.push_str(&fields[value]);
-                        }
-                        out.push_str(",\"spans\":[");
-                    } else {
-                        out.push(',');
-                    }
-                    write_span(out, fields, span.name())?;
-                }
-                out.push_str("],\"span\":");
-                let extensions = leaf.extensions();
-                let fields = extensions
-                    .get::<FormattedFields<JsonFields>>()
-                    .map_or("", |f| f.fields.as_str());
-                write_span(out, fields, leaf.name())?;
-            }
-            out.push_str("}\n");
-            Ok(())
-        })
+impl fmt::Write for Line {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        self.push_str(text);
+        Ok(())
     }
 }
 
-thread_local! {
-    static SCRATCH: RefCell<String> = const { RefCell::new(String::new()) };
-}
-
-/// Builds text in this thread's scratch `String`, then hands it to `writer` in one call.
-/// `Writer` is a `dyn fmt::Write`: a line written piece by piece through it costs a dynamic
-/// call and a bounds check per piece (dozens per line); a `String` inlines them.
-fn via_scratch(
-    writer: &mut Writer<'_>,
-    build: impl FnOnce(&mut String) -> fmt::Result,
-) -> fmt::Result {
-    SCRATCH.with(|scratch| {
-        let mut fresh = String::new();
-        let mut borrowed = scratch.try_borrow_mut();
-        let out = match borrowed.as_deref_mut() {
-            Ok(out) => {
-                out.clear();
-                out
-            }
-            // Re-entered (a field's `Debug` logged something): use a fresh buffer.
-            Err(_) => &mut fresh,
-        };
-        build(out)?;
-        writer.write_str(out)
-    })
-}
-
-/// `{<stored fields>,"name":"<span name>"}`, the stored fragment copied as it is.
-fn write_span(out: &mut String, fields: &str, name: &str) -> fmt::Result {
-    out.push('{');
-    if !fields.is_empty() {
-        out.push_str(fields);
-        out.push(',');
-    }
-    out.push_str("\"name\":");
-    write_json_str(out, name)?;
-    out.push('}');
-    Ok(())
-}
-
-/// Where the value of a `"request_id":…` pair is in a span's stored fields (`"k":v,"k2":v2`).
-/// The request span records it first, so that is looked at first. A key is found only at a
-/// pair's start: inside a JSON string every `"` is escaped, so `,"` never occurs there.
-fn request_id_in(fields: &str) -> Option<Range<usize>> {
-    const KEY: &str = "\"request_id\":";
-    let start = if fields.starts_with(KEY) {
-        KEY.len()
-    } else {
-        fields.find(",\"request_id\":")? + 1 + KEY.len()
-    };
-    let bytes = fields.as_bytes();
-    let end = if bytes.get(start) == Some(&b'"') {
-        // A string: up to its closing quote. The next quote is found by memchr; only when it
-        // is escaped (a backslash before it) does a byte-by-byte walk decide.
-        let quote = start + 1 + fields[start + 1..].find('"')?;
-        if bytes[quote - 1] != b'\\' {
-            quote + 1
-        } else {
-            let mut i = start + 1;
-            loop {
-                match bytes.get(i)? {
-                    b'\\' => i += 2,
-                    b'"' => break i + 1,
-                    _ => i += 1,
-                }
-            }
-        }
-    } else {
-        // A number, boolean or null: up to the pair's end.
-        bytes[start..]
-            .iter()
-            .position(|&b| b == b',')
-            .map_or(bytes.len(), |len| start + len)
-    };
-    Some(start..end)
-}
+/// The span field copied to a line's top level.
+const REQUEST_ID: &str = "request_id";
 
 thread_local! {
     /// The current second as `YYYY-MM-DDTHH:MM:SS`, formatted once per second per thread.
@@ -212,7 +74,7 @@ thread_local! {
 
 /// `now` as tracing-subscriber prints it (RFC 3339, UTC, microseconds, `Z`), the date and time
 /// of day formatted by humantime once a second and the microseconds by itoa.
-fn write_timestamp(out: &mut String, now: std::time::SystemTime) {
+pub fn write_timestamp(out: &mut Line, now: std::time::SystemTime) {
     let since_epoch = now
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
@@ -228,75 +90,129 @@ fn write_timestamp(out: &mut String, now: std::time::SystemTime) {
         }
         out.push_str(&second.1);
     });
-    out.push('.');
+    out.push_str(".");
     let mut digits = itoa::Buffer::new();
     let digits = digits.format(micros);
     out.push_str(&"000000"[digits.len()..]);
     out.push_str(digits);
-    out.push('Z');
+    out.push_str("Z");
 }
 
-/// Writes `"name":value` pairs, comma-separated.
-struct JsonVisitor<'a, W: fmt::Write> {
+/// A span's busy or idle nanoseconds as tracing-subscriber prints `time.busy` and `time.idle`
+/// (`5.12ms`, `2.28µs`): three significant digits and a unit. Its own type for this is private.
+pub struct Timing(pub u64);
+
+impl Timing {
+    pub fn write(&self, out: &mut impl fmt::Write) {
+        // Writing to a `String` or a `Line` cannot fail.
+        let _ = write!(out, "{self}");
+    }
+}
+
+impl fmt::Display for Timing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut t = self.0 as f64;
+        for unit in ["ns", "µs", "ms", "s"] {
+            if t < 10.0 {
+                return write!(f, "{t:.2}{unit}");
+            } else if t < 100.0 {
+                return write!(f, "{t:.1}{unit}");
+            } else if t < 1000.0 {
+                return write!(f, "{t:.0}{unit}");
+            }
+            t /= 1000.0;
+        }
+        write!(f, "{:.0}s", t * 1000.0)
+    }
+}
+
+/// Writes `"name":value` pairs, comma-separated, into a `String` or a [`Line`] (writes that
+/// cannot fail; a field's `Debug` that fails leaves its value cut short, the line still JSON).
+pub struct JsonVisitor<'a, W: fmt::Write + Offset> {
     out: &'a mut W,
     first: bool,
-    result: fmt::Result,
+    /// Where in `out` the value of a string field named `request_id` was written, if one was.
+    pub request_id: Option<Range<usize>>,
 }
 
-impl<'a, W: fmt::Write> JsonVisitor<'a, W> {
-    fn new(out: &'a mut W, first: bool) -> Self {
+/// An output that says how much has been written (where a value starts and ends).
+pub trait Offset {
+    fn offset(&self) -> usize;
+}
+
+impl Offset for String {
+    fn offset(&self) -> usize {
+        self.len()
+    }
+}
+
+impl Offset for Line {
+    fn offset(&self) -> usize {
+        self.len()
+    }
+}
+
+impl<'a, W: fmt::Write + Offset> JsonVisitor<'a, W> {
+    /// `first`: whether no pair precedes in `out` (no comma before the first one).
+    pub fn new(out: &'a mut W, first: bool) -> Self {
         Self {
             out,
             first,
-            result: Ok(()),
+            request_id: None,
         }
     }
 
-    fn key(&mut self, field: &Field) -> fmt::Result {
-        if !std::mem::take(&mut self.first) {
-            self.out.write_str(",")?;
-        }
-        write_json_str(self.out, field.name())?;
-        self.out.write_str(":")
+    fn key(&mut self, field: &Field) {
+        let name = field.name();
+        let open = if std::mem::take(&mut self.first) {
+            "\""
+        } else {
+            ",\""
+        };
+        let _ = self.out.write_str(open);
+        let _ = JsonEscaped(self.out).write_str(name);
+        let _ = self.out.write_str("\":");
     }
 
-    fn pair(&mut self, field: &Field, value: impl FnOnce(&mut W) -> fmt::Result) {
-        if self.result.is_ok() {
-            self.result = self.key(field).and_then(|()| value(self.out));
+    /// `"name":value`, `value` written by `write`; where a `request_id` value is, noted.
+    fn pair(&mut self, field: &Field, write: impl FnOnce(&mut W)) {
+        self.key(field);
+        let start = self.out.offset();
+        write(self.out);
+        if field.name() == REQUEST_ID {
+            self.request_id = Some(start..self.out.offset());
         }
     }
 }
 
-impl<W: fmt::Write> Visit for JsonVisitor<'_, W> {
+impl<W: fmt::Write + Offset> Visit for JsonVisitor<'_, W> {
     fn record_str(&mut self, field: &Field, value: &str) {
         self.pair(field, |out| write_json_str(out, value));
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         self.pair(field, |out| {
-            out.write_str("\"")?;
-            write!(JsonEscaped(out), "{value:?}")?;
-            out.write_str("\"")
+            let _ = out.write_str("\"");
+            let _ = write!(JsonEscaped(out), "{value:?}");
+            let _ = out.write_str("\"");
         });
     }
 
-    // Numbers through itoa and ryu (serde_json's own formatters): several times faster than
-    // `core::fmt`'s, and the access line carries three of them.
     fn record_i64(&mut self, field: &Field, value: i64) {
         self.pair(field, |out| {
-            out.write_str(itoa::Buffer::new().format(value))
+            let _ = out.write_str(itoa::Buffer::new().format(value));
         });
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
         self.pair(field, |out| {
-            out.write_str(itoa::Buffer::new().format(value))
+            let _ = out.write_str(itoa::Buffer::new().format(value));
         });
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
         self.pair(field, |out| {
-            out.write_str(if value { "true" } else { "false" })
+            let _ = out.write_str(if value { "true" } else { "false" });
         });
     }
 
@@ -304,9 +220,9 @@ impl<W: fmt::Write> Visit for JsonVisitor<'_, W> {
         // JSON has no NaN or infinity.
         self.pair(field, |out| {
             if value.is_finite() {
-                write_f64(out, value)
+                write_f64(out, value);
             } else {
-                out.write_str("null")
+                let _ = out.write_str("null");
             }
         });
     }
@@ -315,13 +231,13 @@ impl<W: fmt::Write> Visit for JsonVisitor<'_, W> {
 /// A finite `value` as ryu prints it (the shortest text that reads back as `value`). Whole
 /// thousandths below a billion, as the access line's `latency_ms` always is, take a shortcut:
 /// for them that text is the decimal itself, trailing zeros trimmed (`5.12`, `3.0`).
-fn write_f64(out: &mut impl fmt::Write, value: f64) -> fmt::Result {
+fn write_f64(out: &mut impl fmt::Write, value: f64) {
     let thousandths = (value * 1000.0).round();
     if (0.0..1e12).contains(&thousandths) && thousandths / 1000.0 == value {
         let n = thousandths as u64;
         let (whole, mut frac) = (n / 1000, n % 1000);
-        out.write_str(itoa::Buffer::new().format(whole))?;
-        out.write_str(".")?;
+        let _ = out.write_str(itoa::Buffer::new().format(whole));
+        let _ = out.write_str(".");
         let mut digits = 3;
         while frac % 10 == 0 && digits > 1 {
             frac /= 10;
@@ -329,28 +245,40 @@ fn write_f64(out: &mut impl fmt::Write, value: f64) -> fmt::Result {
         }
         let mut buffer = itoa::Buffer::new();
         let text = buffer.format(frac);
-        out.write_str(&"00"[..digits - text.len()])?;
-        return out.write_str(text);
+        let _ = out.write_str(&"00"[..digits - text.len()]);
+        let _ = out.write_str(text);
+        return;
     }
-    out.write_str(ryu::Buffer::new().format_finite(value))
+    let _ = out.write_str(ryu::Buffer::new().format_finite(value));
 }
 
 /// `value` as a JSON string literal.
-fn write_json_str(out: &mut impl fmt::Write, value: &str) -> fmt::Result {
-    out.write_str("\"")?;
-    JsonEscaped(out).write_str(value)?;
-    out.write_str("\"")
+pub fn write_json_str(out: &mut impl fmt::Write, value: &str) {
+    let _ = out.write_str("\"");
+    let _ = JsonEscaped(out).write_str(value);
+    let _ = out.write_str("\"");
 }
 
-/// Whether a byte must be escaped inside a JSON string.
-fn needs_escape(b: u8) -> bool {
-    b < 0x20 || b == b'"' || b == b'\\'
-}
+/// Whether each byte must be escaped inside a JSON string (below 0x20, a quote, a backslash).
+static ESCAPED: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = b < 0x20 || b == b'"' as usize || b == b'\\' as usize;
+        b += 1;
+    }
+    table
+};
 
-/// Whether any byte must be escaped, eight bytes per step: a byte of a word is zero (or below
-/// 0x20) exactly when the high bit of `(w - 0x01…) & !w` (or `(w - 0x20…) & !w`) survives for
-/// some byte, and a quote or a backslash is a zero after an XOR with that byte repeated.
+/// Whether any byte must be escaped. Most strings written are short (keys, names, methods):
+/// a table look-up per byte; longer ones eight bytes per step, where a byte of a word is zero
+/// (or below 0x20) exactly when the high bit of `(w - 0x01…) & !w` (or `(w - 0x20…) & !w`)
+/// survives for some byte, and a quote or a backslash is a zero after an XOR with that byte
+/// repeated.
 fn any_needs_escape(bytes: &[u8]) -> bool {
+    if bytes.len() < 16 {
+        return bytes.iter().any(|&b| ESCAPED[usize::from(b)]);
+    }
     const ONES: u64 = u64::from_ne_bytes([1; 8]);
     const HIGH: u64 = ONES * 0x80;
     let zero_in = |w: u64, below: u64| w.wrapping_sub(ONES * below) & !w;
@@ -364,7 +292,7 @@ fn any_needs_escape(bytes: &[u8]) -> bool {
             return true;
         }
     }
-    words.remainder().iter().any(|&b| needs_escape(b))
+    words.remainder().iter().any(|&b| ESCAPED[usize::from(b)])
 }
 
 /// A `fmt::Write` adapter that escapes what passes through for the inside of a JSON string,
@@ -406,26 +334,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn finds_request_id_only_at_a_pair_start() {
-        let value = |fields: &str| request_id_in(fields).map(|r| fields[r].to_owned());
-        assert_eq!(
-            value(r#""request_id":"a-1","method":"GET""#).as_deref(),
-            Some(r#""a-1""#)
+    fn notes_where_the_request_id_value_is() {
+        let fields = tracing::field::FieldSet::new(
+            &["method", "request_id"],
+            tracing::callsite::Identifier(&CALLSITE),
         );
-        assert_eq!(
-            value(r#""method":"GET","request_id":"b""#).as_deref(),
-            Some(r#""b""#)
-        );
-        assert_eq!(value(r#""request_id":7,"x":1"#).as_deref(), Some("7"));
-        assert_eq!(value(r#""x":1,"request_id":true"#).as_deref(), Some("true"));
-        assert_eq!(
-            value(r#""request_id":"q\"x\\","x":1"#).as_deref(),
-            Some(r#""q\"x\\""#)
-        );
-        // Inside a string the key's quotes are escaped: not a key.
-        assert_eq!(value(r#""note":"{\"request_id\":\"no\"}""#), None);
-        assert_eq!(value(r#""name":"request_id""#), None);
-        assert_eq!(value(""), None);
+        let mut names = fields.iter();
+        let (method, request_id) = (names.next().unwrap(), names.next().unwrap());
+        for (value, text) in [("a-1", r#""a-1""#), ("q\"x\\", r#""q\"x\\""#)] {
+            let mut out = String::new();
+            let mut visitor = JsonVisitor::new(&mut out, true);
+            visitor.record_str(&method, "GET");
+            visitor.record_str(&request_id, value);
+            let range = visitor.request_id.take().unwrap();
+            assert_eq!(&out[range], text);
+            assert_eq!(out, format!(r#""method":"GET","request_id":{text}"#));
+        }
+        let mut out = String::new();
+        let mut visitor = JsonVisitor::new(&mut out, false);
+        visitor.record_u64(&request_id, 7);
+        let range = visitor.request_id.take().unwrap();
+        assert_eq!((&out[range], out.as_str()), ("7", r#","request_id":7"#));
+        let mut visitor = JsonVisitor::new(&mut out, false);
+        visitor.record_str(&method, "request_id");
+        assert_eq!(visitor.request_id, None);
+    }
+
+    struct Callsite;
+    static CALLSITE: Callsite = Callsite;
+    impl tracing::callsite::Callsite for Callsite {
+        fn set_interest(&self, _: tracing::subscriber::Interest) {}
+        fn metadata(&self) -> &tracing::Metadata<'_> {
+            unimplemented!("not registered")
+        }
     }
 
     #[test]
@@ -433,14 +374,21 @@ mod tests {
         let base = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_780_000_000);
         for micros in [0, 7, 999_999, 123_456, 1_000_000, 86_400_000_001] {
             let now = base + std::time::Duration::from_micros(micros);
-            let mut out = String::new();
+            let mut out = Line::default();
             write_timestamp(&mut out, now);
-            assert_eq!(out, humantime::format_rfc3339_micros(now).to_string());
+            assert_eq!(
+                std::str::from_utf8(out.as_bytes()).unwrap(),
+                humantime::format_rfc3339_micros(now).to_string()
+            );
         }
     }
 
+    fn needs_escape(b: u8) -> bool {
+        b < 0x20 || b == b'"' || b == b'\\'
+    }
+
     #[test]
-    fn the_word_scan_agrees_with_the_byte_test() {
+    fn the_scans_agree_with_the_byte_test() {
         let mut text: Vec<u8> = (0u8..=255).collect();
         text.extend(b"plain text, long enough for several words of eight");
         for start in 0..text.len() {
@@ -466,7 +414,7 @@ mod tests {
         ]);
         for value in values {
             let mut out = String::new();
-            write_f64(&mut out, value).unwrap();
+            write_f64(&mut out, value);
             assert_eq!(out, ryu::Buffer::new().format_finite(value), "{value}");
         }
     }
@@ -474,9 +422,24 @@ mod tests {
     #[test]
     fn escapes_what_json_requires() {
         let mut out = String::new();
-        write_json_str(&mut out, "a\"b\\c\nd\u{1}é").unwrap();
+        write_json_str(&mut out, "a\"b\\c\nd\u{1}é");
         assert_eq!(out, r#""a\"b\\c\nd\u0001é""#);
         let parsed: String = serde_json::from_str(&out).unwrap();
         assert_eq!(parsed, "a\"b\\c\nd\u{1}é");
+    }
+
+    #[test]
+    fn timings_print_like_tracing_subscriber() {
+        for (nanos, text) in [
+            (512, "512ns"),
+            (2_280, "2.28µs"),
+            (5_120_000, "5.12ms"),
+            (45_600_000, "45.6ms"),
+            (301_000_000, "301ms"),
+            (2_500_000_000, "2.50s"),
+            (7_200_000_000_000, "7200s"),
+        ] {
+            assert_eq!(Timing(nanos).to_string(), text);
+        }
     }
 }
