@@ -25,12 +25,17 @@ use std::{
 
 use tracing::field::{Field, Visit};
 
-/// A line being built: bytes that are always UTF-8 (only `str`s go in), with the copy within
-/// itself that `String` lacks (a line's `span` repeats the last of its `spans`).
+/// JSON text being built (a line, or a span's fields): UTF-8 bytes (only `str`s and other
+/// `Line`s go in), with the copies within and between them that `String` lacks (a line's `span`
+/// repeats the last of its `spans`; a span's `request_id` is copied out of its fields).
 #[derive(Debug, Default)]
 pub struct Line(Vec<u8>);
 
 impl Line {
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self(Vec::with_capacity(capacity))
+    }
+
     pub fn clear(&mut self) {
         self.0.clear();
     }
@@ -54,6 +59,29 @@ impl Line {
     /// Appends a copy of `range` of what is already written.
     pub fn copy_within(&mut self, range: Range<usize>) {
         self.0.extend_from_within(range);
+    }
+
+    /// Appends the part `range` of `other` (whole values, as [`JsonVisitor`] notes them).
+    pub fn push_line(&mut self, other: &Line, range: Range<usize>) {
+        self.0.extend_from_slice(&other.0[range]);
+    }
+
+    /// Appends `value` as a JSON string literal.
+    pub fn push_json_str(&mut self, value: &str) {
+        self.0.reserve(value.len() + 2);
+        self.0.push(b'"');
+        self.push_escaped(value);
+        self.0.push(b'"');
+    }
+
+    /// Appends `value` escaped for the inside of a JSON string: copied whole when it needs no
+    /// escaping, as nearly all text here does.
+    fn push_escaped(&mut self, value: &str) {
+        if any_needs_escape(value.as_bytes()) {
+            push_escaped_slowly(self, value);
+        } else {
+            self.0.extend_from_slice(value.as_bytes());
+        }
     }
 }
 
@@ -103,8 +131,8 @@ pub fn write_timestamp(out: &mut Line, now: std::time::SystemTime) {
 pub struct Timing(pub u64);
 
 impl Timing {
-    pub fn write(&self, out: &mut impl fmt::Write) {
-        // Writing to a `String` or a `Line` cannot fail.
+    pub fn write(&self, out: &mut Line) {
+        // Writing to a `Line` cannot fail.
         let _ = write!(out, "{self}");
     }
 }
@@ -126,35 +154,18 @@ impl fmt::Display for Timing {
     }
 }
 
-/// Writes `"name":value` pairs, comma-separated, into a `String` or a [`Line`] (writes that
-/// cannot fail; a field's `Debug` that fails leaves its value cut short, the line still JSON).
-pub struct JsonVisitor<'a, W: fmt::Write + Offset> {
-    out: &'a mut W,
+/// Writes `"name":value` pairs, comma-separated, into a [`Line`]. A field's `Debug` that fails
+/// leaves its value cut short, the line still JSON.
+pub struct JsonVisitor<'a> {
+    out: &'a mut Line,
     first: bool,
-    /// Where in `out` the value of a string field named `request_id` was written, if one was.
+    /// Where in `out` the value of a field named `request_id` was written, if one was.
     pub request_id: Option<Range<usize>>,
 }
 
-/// An output that says how much has been written (where a value starts and ends).
-pub trait Offset {
-    fn offset(&self) -> usize;
-}
-
-impl Offset for String {
-    fn offset(&self) -> usize {
-        self.len()
-    }
-}
-
-impl Offset for Line {
-    fn offset(&self) -> usize {
-        self.len()
-    }
-}
-
-impl<'a, W: fmt::Write + Offset> JsonVisitor<'a, W> {
+impl<'a> JsonVisitor<'a> {
     /// `first`: whether no pair precedes in `out` (no comma before the first one).
-    pub fn new(out: &'a mut W, first: bool) -> Self {
+    pub fn new(out: &'a mut Line, first: bool) -> Self {
         Self {
             out,
             first,
@@ -162,57 +173,48 @@ impl<'a, W: fmt::Write + Offset> JsonVisitor<'a, W> {
         }
     }
 
-    fn key(&mut self, field: &Field) {
-        let name = field.name();
-        let open = if std::mem::take(&mut self.first) {
-            "\""
-        } else {
-            ",\""
-        };
-        let _ = self.out.write_str(open);
-        let _ = JsonEscaped(self.out).write_str(name);
-        let _ = self.out.write_str("\":");
-    }
-
     /// `"name":value`, `value` written by `write`; where a `request_id` value is, noted.
-    fn pair(&mut self, field: &Field, write: impl FnOnce(&mut W)) {
-        self.key(field);
-        let start = self.out.offset();
+    fn pair(&mut self, field: &Field, write: impl FnOnce(&mut Line)) {
+        let name = field.name();
+        self.out.0.reserve(name.len() + 4);
+        if !std::mem::take(&mut self.first) {
+            self.out.0.push(b',');
+        }
+        self.out.0.push(b'"');
+        self.out.push_escaped(name);
+        self.out.push_str("\":");
+        let start = self.out.len();
         write(self.out);
-        if field.name() == REQUEST_ID {
-            self.request_id = Some(start..self.out.offset());
+        if name == REQUEST_ID {
+            self.request_id = Some(start..self.out.len());
         }
     }
 }
 
-impl<W: fmt::Write + Offset> Visit for JsonVisitor<'_, W> {
+impl Visit for JsonVisitor<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.pair(field, |out| write_json_str(out, value));
+        self.pair(field, |out| out.push_json_str(value));
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         self.pair(field, |out| {
-            let _ = out.write_str("\"");
-            let _ = write!(JsonEscaped(out), "{value:?}");
-            let _ = out.write_str("\"");
+            out.push_str("\"");
+            let _ = write!(Escaping(out), "{value:?}");
+            out.push_str("\"");
         });
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.pair(field, |out| {
-            let _ = out.write_str(itoa::Buffer::new().format(value));
-        });
+        self.pair(field, |out| out.push_str(itoa::Buffer::new().format(value)));
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.pair(field, |out| {
-            let _ = out.write_str(itoa::Buffer::new().format(value));
-        });
+        self.pair(field, |out| out.push_str(itoa::Buffer::new().format(value)));
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
         self.pair(field, |out| {
-            let _ = out.write_str(if value { "true" } else { "false" });
+            out.push_str(if value { "true" } else { "false" })
         });
     }
 
@@ -222,7 +224,7 @@ impl<W: fmt::Write + Offset> Visit for JsonVisitor<'_, W> {
             if value.is_finite() {
                 write_f64(out, value);
             } else {
-                let _ = out.write_str("null");
+                out.push_str("null");
             }
         });
     }
@@ -231,13 +233,13 @@ impl<W: fmt::Write + Offset> Visit for JsonVisitor<'_, W> {
 /// A finite `value` as ryu prints it (the shortest text that reads back as `value`). Whole
 /// thousandths below a billion, as the access line's `latency_ms` always is, take a shortcut:
 /// for them that text is the decimal itself, trailing zeros trimmed (`5.12`, `3.0`).
-fn write_f64(out: &mut impl fmt::Write, value: f64) {
+fn write_f64(out: &mut Line, value: f64) {
     let thousandths = (value * 1000.0).round();
     if (0.0..1e12).contains(&thousandths) && thousandths / 1000.0 == value {
         let n = thousandths as u64;
         let (whole, mut frac) = (n / 1000, n % 1000);
-        let _ = out.write_str(itoa::Buffer::new().format(whole));
-        let _ = out.write_str(".");
+        out.push_str(itoa::Buffer::new().format(whole));
+        out.push_str(".");
         let mut digits = 3;
         while frac % 10 == 0 && digits > 1 {
             frac /= 10;
@@ -245,18 +247,11 @@ fn write_f64(out: &mut impl fmt::Write, value: f64) {
         }
         let mut buffer = itoa::Buffer::new();
         let text = buffer.format(frac);
-        let _ = out.write_str(&"00"[..digits - text.len()]);
-        let _ = out.write_str(text);
+        out.push_str(&"00"[..digits - text.len()]);
+        out.push_str(text);
         return;
     }
-    let _ = out.write_str(ryu::Buffer::new().format_finite(value));
-}
-
-/// `value` as a JSON string literal.
-pub fn write_json_str(out: &mut impl fmt::Write, value: &str) {
-    let _ = out.write_str("\"");
-    let _ = JsonEscaped(out).write_str(value);
-    let _ = out.write_str("\"");
+    out.push_str(ryu::Buffer::new().format_finite(value));
 }
 
 /// Whether each byte must be escaped inside a JSON string (below 0x20, a quote, a backslash).
@@ -295,43 +290,51 @@ fn any_needs_escape(bytes: &[u8]) -> bool {
     words.remainder().iter().any(|&b| ESCAPED[usize::from(b)])
 }
 
+/// `value` escaped, byte by byte: `\"`, `\\`, `\n`, `\r`, `\t`, `\u00XX` for other control
+/// bytes. Out of line: text that needs it is rare, and the common path stays short.
+#[cold]
+#[inline(never)]
+fn push_escaped_slowly(out: &mut Line, value: &str) {
+    let mut clean_from = 0;
+    for (i, &b) in value.as_bytes().iter().enumerate() {
+        let escape: &str = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&value[clean_from..i]);
+        if escape.is_empty() {
+            let _ = write!(out, "\\u{b:04x}");
+        } else {
+            out.push_str(escape);
+        }
+        clean_from = i + 1;
+    }
+    out.push_str(&value[clean_from..]);
+}
+
 /// A `fmt::Write` adapter that escapes what passes through for the inside of a JSON string,
 /// so `Debug` output streams into the line without an intermediate `String`.
-struct JsonEscaped<'a, W: fmt::Write>(&'a mut W);
+struct Escaping<'a>(&'a mut Line);
 
-impl<W: fmt::Write> fmt::Write for JsonEscaped<'_, W> {
+impl fmt::Write for Escaping<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        let bytes = s.as_bytes();
-        // Most text needs no escaping: find that out in one scan and copy it whole.
-        if !any_needs_escape(bytes) {
-            return self.0.write_str(s);
-        }
-        let mut clean_from = 0;
-        for (i, &b) in bytes.iter().enumerate() {
-            let escape: &str = match b {
-                b'"' => "\\\"",
-                b'\\' => "\\\\",
-                b'\n' => "\\n",
-                b'\r' => "\\r",
-                b'\t' => "\\t",
-                0..=0x1f => "",
-                _ => continue,
-            };
-            self.0.write_str(&s[clean_from..i])?;
-            if escape.is_empty() {
-                write!(self.0, "\\u{b:04x}")?;
-            } else {
-                self.0.write_str(escape)?;
-            }
-            clean_from = i + 1;
-        }
-        self.0.write_str(&s[clean_from..])
+        self.0.push_escaped(s);
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn text(line: &Line) -> &str {
+        std::str::from_utf8(line.as_bytes()).unwrap()
+    }
 
     #[test]
     fn notes_where_the_request_id_value_is() {
@@ -342,19 +345,25 @@ mod tests {
         let mut names = fields.iter();
         let (method, request_id) = (names.next().unwrap(), names.next().unwrap());
         for (value, text) in [("a-1", r#""a-1""#), ("q\"x\\", r#""q\"x\\""#)] {
-            let mut out = String::new();
+            let mut out = Line::default();
             let mut visitor = JsonVisitor::new(&mut out, true);
             visitor.record_str(&method, "GET");
             visitor.record_str(&request_id, value);
             let range = visitor.request_id.take().unwrap();
-            assert_eq!(&out[range], text);
-            assert_eq!(out, format!(r#""method":"GET","request_id":{text}"#));
+            assert_eq!(&self::text(&out)[range], text);
+            assert_eq!(
+                self::text(&out),
+                format!(r#""method":"GET","request_id":{text}"#)
+            );
         }
-        let mut out = String::new();
+        let mut out = Line::default();
         let mut visitor = JsonVisitor::new(&mut out, false);
         visitor.record_u64(&request_id, 7);
         let range = visitor.request_id.take().unwrap();
-        assert_eq!((&out[range], out.as_str()), ("7", r#","request_id":7"#));
+        assert_eq!(
+            (&text(&out)[range], text(&out)),
+            ("7", r#","request_id":7"#)
+        );
         let mut visitor = JsonVisitor::new(&mut out, false);
         visitor.record_str(&method, "request_id");
         assert_eq!(visitor.request_id, None);
@@ -377,7 +386,7 @@ mod tests {
             let mut out = Line::default();
             write_timestamp(&mut out, now);
             assert_eq!(
-                std::str::from_utf8(out.as_bytes()).unwrap(),
+                text(&out),
                 humantime::format_rfc3339_micros(now).to_string()
             );
         }
@@ -413,19 +422,28 @@ mod tests {
             1e9,
         ]);
         for value in values {
-            let mut out = String::new();
+            let mut out = Line::default();
             write_f64(&mut out, value);
-            assert_eq!(out, ryu::Buffer::new().format_finite(value), "{value}");
+            assert_eq!(
+                text(&out),
+                ryu::Buffer::new().format_finite(value),
+                "{value}"
+            );
         }
     }
 
     #[test]
     fn escapes_what_json_requires() {
-        let mut out = String::new();
-        write_json_str(&mut out, "a\"b\\c\nd\u{1}é");
-        assert_eq!(out, r#""a\"b\\c\nd\u0001é""#);
-        let parsed: String = serde_json::from_str(&out).unwrap();
-        assert_eq!(parsed, "a\"b\\c\nd\u{1}é");
+        let raw = "a\"b\\c\nd\u{1}é\t\r";
+        let mut out = Line::default();
+        out.push_json_str(raw);
+        assert_eq!(text(&out), r#""a\"b\\c\nd\u0001é\t\r""#);
+        let parsed: String = serde_json::from_str(text(&out)).unwrap();
+        assert_eq!(parsed, raw);
+        // Streamed `Debug` output is escaped the same way.
+        let mut out = Line::default();
+        let _ = write!(Escaping(&mut out), "{raw}");
+        assert_eq!(text(&out), r#"a\"b\\c\nd\u0001é\t\r"#);
     }
 
     #[test]

@@ -26,7 +26,7 @@ use tracing_subscriber::{
     EnvFilter, Layer,
 };
 
-use super::json::{write_json_str, write_timestamp, JsonVisitor, Line, Timing};
+use super::json::{write_timestamp, JsonVisitor, Line, Timing};
 
 /// Writes JSON lines for the events and spans `filter` enables (see the module doc).
 pub struct JsonLayer<W> {
@@ -67,7 +67,7 @@ impl<W> JsonLayer<W> {
 /// What the layer keeps on each span it enables: its fields as a JSON fragment
 /// (`"k":v,"k2":v2`), where in it the `request_id` value is, and its timings if it is timed.
 struct SpanJson {
-    fields: String,
+    fields: Line,
     request_id: Option<Range<usize>>,
     timings: Option<Timings>,
 }
@@ -129,7 +129,7 @@ where
             return;
         }
         let Some(span) = ctx.span(id) else { return };
-        let mut fields = String::with_capacity(96);
+        let mut fields = Line::with_capacity(96);
         let mut visitor = JsonVisitor::new(&mut fields, true);
         attrs.record(&mut visitor);
         let request_id = visitor.request_id.take();
@@ -252,7 +252,7 @@ where
             out.push_str("\",\"fields\":{");
             fields(out);
             out.push_str("},\"target\":");
-            write_json_str(out, meta.target());
+            out.push_json_str(meta.target());
             if let Some(leaf) = leaf {
                 write_scope(out, leaf);
             }
@@ -279,7 +279,7 @@ where
         if innermost.is_none() {
             if let Some(value) = &json.request_id {
                 out.push_str(",\"request_id\":");
-                out.push_str(&json.fields[value.clone()]);
+                out.push_line(&json.fields, value.clone());
             }
             out.push_str(",\"spans\":[{");
         } else {
@@ -287,11 +287,11 @@ where
         }
         let start = out.len() - 1;
         if !json.fields.is_empty() {
-            out.push_str(&json.fields);
+            out.push_line(&json.fields, 0..json.fields.len());
             out.push_str(",");
         }
         out.push_str("\"name\":");
-        write_json_str(out, span.name());
+        out.push_json_str(span.name());
         out.push_str("}");
         innermost = Some(start..out.len());
     };
