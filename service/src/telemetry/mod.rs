@@ -4,7 +4,7 @@
 //!   from `RUST_LOG` (a per-layer filter). A registry-wide filter would also decide for the
 //!   canary's console layer and hide tokio's task spans from it.
 //! - JSON lines (current span and span list) for shipping, written by the lab's own layer
-//!   ([`json_layer`]); `pretty` for people. Spans emit a close event with `time.busy` and
+//!   ([`mod@json_layer`]); `pretty` for people. Spans emit a close event with `time.busy` and
 //!   `time.idle`, so one log line shows a blocked handler.
 //! - Writers are tracing-appender's non-blocking ones in **lossless** mode: when the queue is
 //!   full the logging thread waits rather than dropping lines. Stdout always; rolling JSON

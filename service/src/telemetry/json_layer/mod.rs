@@ -28,6 +28,9 @@ use tracing_subscriber::{
 
 use super::json::{write_timestamp, JsonVisitor, Line, Timing};
 
+mod timings;
+use timings::{nanos, Timings};
+
 /// Writes JSON lines for the events and spans `filter` enables (see the module doc).
 pub struct JsonLayer<W> {
     writer: W,
@@ -72,39 +75,6 @@ struct SpanJson {
     timings: Option<Timings>,
 }
 
-/// Busy and idle nanoseconds of one span, as tracing-subscriber counts them: busy while entered
-/// at least once, idle otherwise.
-struct Timings {
-    busy: u64,
-    idle: u64,
-    last: Instant,
-    entered: u32,
-}
-
-impl Timings {
-    fn enter(&mut self) {
-        self.entered += 1;
-        if self.entered == 1 {
-            let now = Instant::now();
-            self.idle += nanos(now - self.last);
-            self.last = now;
-        }
-    }
-
-    fn exit(&mut self) {
-        self.entered = self.entered.saturating_sub(1);
-        if self.entered == 0 {
-            let now = Instant::now();
-            self.busy += nanos(now - self.last);
-            self.last = now;
-        }
-    }
-}
-
-fn nanos(elapsed: std::time::Duration) -> u64 {
-    u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX)
-}
-
 impl<S, W> Layer<S> for JsonLayer<W>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
@@ -133,12 +103,7 @@ where
         let mut visitor = JsonVisitor::new(&mut fields, true);
         attrs.record(&mut visitor);
         let request_id = visitor.request_id.take();
-        let timings = (meta.name() != self.untimed).then(|| Timings {
-            busy: 0,
-            idle: 0,
-            last: Instant::now(),
-            entered: 0,
-        });
+        let timings = (meta.name() != self.untimed).then(Timings::start);
         span.extensions_mut().insert(SpanJson {
             request_id,
             fields,
