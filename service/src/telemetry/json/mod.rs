@@ -1,4 +1,4 @@
-//! The JSON line format and the pieces that write it, for [`super::json_layer`]. The keys are
+//! The JSON line format and the pieces that write it, for [`mod@super::json_layer`]. The keys are
 //! those of tracing-subscriber's `fmt::layer().json()` (so dashboards, Alloy and users' tools
 //! see the same lines):
 //!
