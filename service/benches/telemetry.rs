@@ -105,29 +105,19 @@ fn events(c: &mut Criterion) {
             });
         });
     }
+    let access_line = || {
+        tracing::info!(
+            order_id = black_box(7u64),
+            status = 200u16,
+            latency_ms = 0.42,
+            "request finished"
+        )
+    };
     with_wiring(SERVICE, || {
-        group.bench_function("emitted/no_span", |b| {
-            b.iter(|| {
-                tracing::info!(
-                    order_id = black_box(7u64),
-                    status = 200u16,
-                    latency_ms = 0.42,
-                    "request finished"
-                )
-            })
-        });
+        group.bench_function("emitted/no_span", |b| b.iter(access_line));
         let span = request_span();
         let _entered = span.enter();
-        group.bench_function("emitted/in_request_span", |b| {
-            b.iter(|| {
-                tracing::info!(
-                    order_id = black_box(7u64),
-                    status = 200u16,
-                    latency_ms = 0.42,
-                    "request finished"
-                )
-            })
-        });
+        group.bench_function("emitted/in_request_span", |b| b.iter(access_line));
     });
     group.finish();
 }
