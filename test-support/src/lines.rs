@@ -167,7 +167,8 @@ impl Lines {
             if let Some(outcome) = Self::scan(&self.state(), &mut checked, &pred) {
                 return outcome;
             }
-            if tokio::time::timeout_at(deadline.into(), grew).await.is_err() {
+            let woken = tokio::time::timeout_at(deadline.into(), grew).await;
+            if woken.is_err() {
                 return Err(Missing::Deadline);
             }
         }
