@@ -148,11 +148,6 @@ impl Server {
         }
     }
 
-    /// Sends SIGTERM (without waiting).
-    pub fn sigterm(&self) {
-        self.process.sigterm();
-    }
-
     /// Sends SIGTERM, waits for the exit and for the last line; fails the test at `deadline`.
     pub fn terminate(self, deadline: Instant) -> (ExitStatus, Vec<LogLine>) {
         self.process.sigterm();
