@@ -9,4 +9,9 @@
 //! panel guards against parse errors, means the same at every zoom and shows the unit its
 //! query yields; `.env` and the compose file's defaults agree.
 //!
-//! The crate has no library code: everything is in `tests/logstack/`.
+//! The checks are in `tests/logstack/` and in `tests/kubernetes/` (the Kubernetes port against
+//! the compose lab). The library is what both suites read the configs with.
+
+pub mod alloy;
+pub mod pipeline;
+pub mod repo;

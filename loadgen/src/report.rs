@@ -2,7 +2,8 @@
 //! one line per round; a single-round file is therefore a plain JSON document).
 //!
 //! The schema is `loadgen/report.schema.json` (JSON Schema 2020-12), checked against real
-//! output by `tests/report_schema.rs`. In short:
+//! output by `tests/test_server/cli.rs` (every round's line) and `tests/suspects.rs` (reports
+//! with real suspects). In short:
 //!
 //! | key | meaning |
 //! |---|---|

@@ -3,15 +3,15 @@
 //!
 //! Route choice is deterministic: request `seq` of a lane picks its route from a Weyl sequence
 //! (`seq × 2⁶⁴/φ`, a low-discrepancy walk over the weights) instead of a random number. Over any
-//! window the shares match the weights to within a request or two, runs are reproducible, and a
-//! 5 % trickle of `config_sync` arrives evenly spread rather than in random clumps.
+//! window the shares match the weights to within a request or two, runs are reproducible, and the
+//! default mix's 1 % trickle of `config_sync` arrives evenly spread rather than in random clumps.
 //!
 //! Scenario file (every key optional except `[mix]`):
 //!
 //! ```toml
 //! [mix]            # route = weight
-//! orders = 95
-//! config_sync = 5
+//! orders = 99
+//! config_sync = 1
 //!
 //! [params]
 //! config_name = "app.toml"   # file read by /config/{sync,async}/{name}
@@ -148,13 +148,13 @@ pub struct Mix {
 }
 
 impl Mix {
-    /// The lab's default: mostly the victim plus a trickle of the blocking config read.
+    /// The lab's default: 99 % the victim plus a 1 % trickle of the blocking config read.
     ///
-    /// 1 %, not 5 %: at 200 req/s each `config_sync` pins a worker for the service's default
-    /// 300 ms slow disk, so 5 % (10/s, 3 worker-seconds per second) swamps a 2-worker
-    /// instance and every route collapses, while 1 % (0.6 worker-seconds per second) leaves
-    /// the service healthy on average and shows exactly the bug: the victim's p50 unchanged,
-    /// its p99 jumping from ~9 ms to ~500 ms.
+    /// 1 %, not 5 %: at the default 200 req/s each `config_sync` pins a worker for the
+    /// service's default 300 ms slow disk, so 5 % (3 worker-seconds per second) would swamp a
+    /// 2-worker instance and every route would collapse, while 1 % (0.6 worker-seconds per
+    /// second) leaves the service healthy on average and shows just the bug: the victim's p50
+    /// unchanged, its p99 far higher (docs/load-generator.md).
     pub const DEFAULT: &'static str = "orders=99,config_sync=1";
 
     pub fn new(weights: impl IntoIterator<Item = (Route, u64)>) -> Result<Self, String> {

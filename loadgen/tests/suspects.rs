@@ -2,18 +2,17 @@
 //! 300 ms slow disk) and the real loadgen binary; loadgen must name the handler that blocked
 //! the workers, and say plainly when nothing in-process did.
 //!
-//! The service binary belongs to another package, so Cargo gives this test no path to it:
-//! [`service_binary`] builds it with the same Cargo (a no-op when it is fresh).
+//! The service binary belongs to another package: the workspace's `test-support` crate builds
+//! it with the same Cargo (a no-op when it is fresh), starts it and collects its lines.
 
 use std::{
-    io::{BufRead, BufReader},
-    path::PathBuf,
-    process::{Child, Command, Stdio},
-    sync::{Arc, Mutex, OnceLock},
+    process::{Command, Stdio},
+    sync::Mutex,
     time::{Duration, Instant},
 };
 
 use serde_json::Value;
+use test_support::{LogLine, Server};
 
 /// The tests here run one at a time: each measures latency, and four services and four
 /// loadgens at once on a small machine make CPU starvation a suspect of its own.
@@ -22,42 +21,10 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Builds the service (a no-op when it is fresh) and returns the path Cargo reports for it,
-/// as labcheck's log-line tests do.
-fn service_binary() -> PathBuf {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let out = Command::new(env!("CARGO"))
-            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-            .args(["build", "--quiet", "-p", "service", "--bin", "service"])
-            .args(["--message-format", "json-render-diagnostics"])
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("cargo runs");
-        assert!(out.status.success(), "cargo build -p service failed");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|m| m["reason"] == "compiler-artifact")
-            .filter_map(|m| m["executable"].as_str().map(PathBuf::from))
-            .next_back()
-            .expect("cargo reports the service executable")
-    })
-    .clone()
-}
-
 /// A running service; killed on drop.
 struct Service {
-    child: Child,
+    server: Server,
     url: String,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Service {
@@ -68,10 +35,8 @@ impl Service {
     /// Two workers, a 300 ms slow disk, a 1 ms dependency, a 250 ms watchdog threshold, and
     /// `extra` settings (which win).
     fn start_with(instance: &str, extra: &[(&str, &str)]) -> Self {
-        let mut cmd = Command::new(service_binary());
-        cmd.env_clear()
-            .env("LISTEN_ADDR", "127.0.0.1:0")
-            .env("WORKERS", "2")
+        let mut cmd = test_support::command(test_support::service_binary());
+        cmd.env("WORKERS", "2")
             .env("SLOW_DISK_MS", "300")
             .env(
                 "CONFIG_DIR",
@@ -85,61 +50,24 @@ impl Service {
             .env("RUST_LOG", "info")
             .env("INSTANCE", instance)
             .env("TOKIO_CONSOLE_BIND", "127.0.0.1:0")
-            .stdout(Stdio::piped())
             .stderr(Stdio::null());
         for (k, v) in extra {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().expect("start the service binary");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&lines);
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
         let deadline = Instant::now() + Duration::from_secs(30);
-        let addr = loop {
-            let found = lines.lock().unwrap().iter().find_map(|l| {
-                let v: Value = serde_json::from_str(l).ok()?;
-                (v.pointer("/fields/message")? == "listening")
-                    .then(|| v.pointer("/fields/addr")?.as_str().map(str::to_owned))
-                    .flatten()
-            });
-            if let Some(addr) = found {
-                break addr;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the service did not say listening"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let server = Server::start(cmd, deadline);
         // Stack capture's start-up self-test symbolizes the (debug) binary: a second or two of
         // CPU that would make the first requests slow for reasons no block explains. Load
         // starts after it.
-        while !lines
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.contains("blocked-stack capture"))
-        {
-            assert!(
-                Instant::now() < deadline,
-                "the service did not finish its stack-capture self-test"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        server.wait_for_line(deadline, |l| l.raw.contains("blocked-stack capture"));
         Service {
-            child,
-            url: format!("http://{addr}"),
-            lines,
+            url: format!("http://{}", server.addr),
+            server,
         }
     }
 
-    fn lines(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
+    fn lines(&self) -> Vec<LogLine> {
+        self.server.lines()
     }
 }
 
@@ -234,7 +162,7 @@ fn the_bug_mix_names_config_sync_with_requests_the_watchdog_logged() {
         assert!(
             lines
                 .iter()
-                .any(|l| l.contains("worker blocked") && l.contains(id)),
+                .any(|l| l.raw.contains("worker blocked") && l.raw.contains(id)),
             "{id} is in no worker blocked line"
         );
     }

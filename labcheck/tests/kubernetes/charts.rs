@@ -5,7 +5,7 @@
 use serde_yaml::Value as Yaml;
 
 use crate::kube::{self, merged_values};
-use crate::support;
+use labcheck::repo;
 
 /// The tag docker-compose.yml pins for `grafana/<name>`.
 fn compose_tag(name: &str) -> String {
@@ -21,17 +21,17 @@ fn compose_tag(name: &str) -> String {
 
 #[test]
 fn every_chart_runs_the_image_tag_compose_pins() {
-    let loki = support::yaml(kube::LOKI_VALUES);
+    let loki = repo::yaml(kube::LOKI_VALUES);
     assert_eq!(
         loki["loki"]["image"]["tag"].as_str(),
         Some(compose_tag("loki").as_str())
     );
-    let alloy = support::yaml(kube::ALLOY_VALUES);
+    let alloy = repo::yaml(kube::ALLOY_VALUES);
     assert_eq!(
         alloy["image"]["tag"].as_str(),
         Some(compose_tag("alloy").as_str())
     );
-    let grafana = support::yaml(kube::GRAFANA_VALUES);
+    let grafana = repo::yaml(kube::GRAFANA_VALUES);
     assert_eq!(
         grafana["image"]["tag"].as_str(),
         Some(compose_tag("grafana").as_str())
@@ -123,7 +123,7 @@ fn the_loki_values_pass_the_charts_own_render_checks() {
 
 #[test]
 fn the_loki_values_keep_what_the_compose_lab_depends_on() {
-    let compose = support::yaml(support::LOKI_CONFIG);
+    let compose = repo::yaml(repo::LOKI_CONFIG);
     let compose_schema = compose["schema_config"]["configs"]
         .as_sequence()
         .and_then(|s| s.last())
@@ -188,7 +188,7 @@ fn the_loki_values_keep_what_the_compose_lab_depends_on() {
         // Without the gateway, the Service is the release: http://loki:3100, compose's URL.
         assert_eq!(v["gateway"]["enabled"].as_bool(), Some(false), "{name}");
     }
-    let header = support::read(kube::LOKI_VALUES);
+    let header = repo::read(kube::LOKI_VALUES);
     assert!(
         header.contains("helm install loki "),
         "the release is named loki"
@@ -197,7 +197,7 @@ fn the_loki_values_keep_what_the_compose_lab_depends_on() {
 
 #[test]
 fn alloy_runs_on_every_node_reading_pod_logs_with_positions_that_outlive_the_pod() {
-    let v = support::yaml(kube::ALLOY_VALUES);
+    let v = repo::yaml(kube::ALLOY_VALUES);
     assert_eq!(v["controller"]["type"].as_str(), Some("daemonset"));
     assert_eq!(v["alloy"]["mounts"]["varlog"].as_bool(), Some(true));
     assert_eq!(v["alloy"]["enableReporting"].as_bool(), Some(false));
@@ -219,7 +219,7 @@ fn alloy_runs_on_every_node_reading_pod_logs_with_positions_that_outlive_the_pod
         "positions on the node, not in the pod"
     );
     // The config is assembled by alloy-config.sh and passed with --set-file.
-    let header = support::read(kube::ALLOY_VALUES);
+    let header = repo::read(kube::ALLOY_VALUES);
     assert!(header.contains("--set-file alloy.configMap.content="));
     assert!(header.contains("alloy-config.sh"));
 }
@@ -227,14 +227,14 @@ fn alloy_runs_on_every_node_reading_pod_logs_with_positions_that_outlive_the_pod
 /// `kubectl create configmap NAME --from-file=DIR/` lines in the Grafana values' header.
 fn documented_configmaps() -> Vec<(String, String)> {
     let re = regex::Regex::new(r"create configmap (\S+) --from-file=(\S+)/").expect("regex");
-    re.captures_iter(&support::read(kube::GRAFANA_VALUES))
+    re.captures_iter(&repo::read(kube::GRAFANA_VALUES))
         .map(|c| (c[1].to_string(), c[2].to_string()))
         .collect()
 }
 
 #[test]
 fn grafana_mounts_the_lab_folders_where_compose_does_with_compose_settings() {
-    let v = support::yaml(kube::GRAFANA_VALUES);
+    let v = repo::yaml(kube::GRAFANA_VALUES);
     let compose = kube::compose_service("grafana");
     // The same GF_* settings, value for value.
     let env = v["env"].as_mapping().expect("env");
@@ -266,7 +266,7 @@ fn grafana_mounts_the_lab_folders_where_compose_does_with_compose_settings() {
     );
     for (configmap, dir) in &configmaps {
         assert!(
-            support::root().join(dir).is_dir(),
+            repo::root().join(dir).is_dir(),
             "{dir} is a folder of the lab"
         );
         let mount = mounts

@@ -4,13 +4,13 @@
 use std::collections::BTreeMap;
 
 use crate::kube;
-use crate::support;
+use labcheck::repo;
 
 const DOC: &str = "docs/scale-out.md";
 
 #[test]
 fn every_repository_path_the_guide_names_exists() {
-    let doc = support::read(DOC);
+    let doc = repo::read(DOC);
     // The lab's folders; `grafana/alloy` is a chart and `deploy/canary` a kubectl name, not paths.
     let path = regex::Regex::new(
         r"\b(?:deploy/(?:kubernetes|ci|alloy|loki|profiler)|docs/|labcheck/|grafana/(?:provisioning|dashboards|queries))[A-Za-z0-9_./-]*[A-Za-z0-9_]",
@@ -20,7 +20,7 @@ fn every_repository_path_the_guide_names_exists() {
     for m in path.find_iter(&doc) {
         seen += 1;
         assert!(
-            support::root().join(m.as_str()).exists(),
+            repo::root().join(m.as_str()).exists(),
             "{DOC} names {}, which does not exist",
             m.as_str()
         );
@@ -41,13 +41,13 @@ fn helm_installs(text: &str) -> BTreeMap<String, String> {
 
 #[test]
 fn the_guide_installs_each_chart_at_the_version_its_values_file_pins() {
-    let doc = helm_installs(&support::read(DOC));
+    let doc = helm_installs(&repo::read(DOC));
     for (chart, values) in [
         ("loki", kube::LOKI_VALUES),
         ("alloy", kube::ALLOY_VALUES),
         ("grafana", kube::GRAFANA_VALUES),
     ] {
-        let pinned = helm_installs(&support::read(values));
+        let pinned = helm_installs(&repo::read(values));
         let version = pinned
             .get(chart)
             .unwrap_or_else(|| panic!("{values} shows no `helm install` of {chart}"));

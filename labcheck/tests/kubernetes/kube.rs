@@ -3,7 +3,7 @@
 
 use serde_yaml::{Mapping, Value as Yaml};
 
-use crate::support;
+use labcheck::repo;
 
 pub const APP: &str = "deploy/kubernetes/app";
 pub const PROFILER_PATCH: &str = "deploy/kubernetes/profiled/canary-profiler.yaml";
@@ -17,7 +17,7 @@ pub const GRAFANA_VALUES: &str = "deploy/kubernetes/logstack/grafana-values.yaml
 
 /// Every document of every file the app kustomization lists, in order.
 pub fn app_objects() -> Vec<Yaml> {
-    let kustomization = support::yaml(&format!("{APP}/kustomization.yaml"));
+    let kustomization = repo::yaml(&format!("{APP}/kustomization.yaml"));
     let resources = kustomization["resources"]
         .as_sequence()
         .expect("the kustomization lists resources");
@@ -34,7 +34,7 @@ pub fn app_objects() -> Vec<Yaml> {
 pub fn documents(rel: &str) -> Vec<Yaml> {
     let separator = regex::Regex::new(r"(?m)^---[ \t]*$").expect("regex");
     separator
-        .split(&support::read(rel))
+        .split(&repo::read(rel))
         .map(|doc| {
             serde_yaml::from_str::<Yaml>(doc)
                 .unwrap_or_else(|e| panic!("{rel} is not valid YAML: {e}"))
@@ -94,7 +94,7 @@ pub fn compose_default(value: &str) -> String {
 }
 
 pub fn compose_service(name: &str) -> Yaml {
-    let compose = support::yaml("docker-compose.yml");
+    let compose = repo::yaml("docker-compose.yml");
     let svc = compose["services"][name].clone();
     assert!(svc.is_mapping(), "docker-compose.yml has no service {name}");
     svc
@@ -141,7 +141,7 @@ fn flatten_env(env: &Yaml, out: &mut Vec<(String, String)>) {
 pub fn merged_values(files: &[&str]) -> Yaml {
     let mut out = Yaml::Mapping(Mapping::new());
     for file in files {
-        merge(&mut out, support::yaml(file));
+        merge(&mut out, repo::yaml(file));
     }
     out
 }

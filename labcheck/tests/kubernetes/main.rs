@@ -3,17 +3,9 @@
 //! `helm` would enforce, checked without a cluster or the charts. Kubernetes API schemas and
 //! the Kustomize build are deploy/ci/validate-kubernetes.sh's part.
 //!
-//! The Alloy reader and the pipeline model are the log stack's own (tests/logstack), included
-//! by path so both suites read configs the same way.
-
-#[path = "../logstack/alloy.rs"]
-mod alloy;
-#[path = "../logstack/pipeline.rs"]
-#[allow(dead_code)]
-mod pipeline;
-#[path = "../logstack/support.rs"]
-#[allow(dead_code)]
-mod support;
+//! The Alloy reader and the pipeline model are the library's (`labcheck::alloy`,
+//! `labcheck::pipeline`), shared with the log stack's checks so both suites read configs the
+//! same way.
 
 mod charts;
 mod docs;

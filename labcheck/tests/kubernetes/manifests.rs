@@ -5,7 +5,7 @@
 use serde_yaml::Value as Yaml;
 
 use crate::kube::{self, app_objects, container, deployment, env_value};
-use crate::support;
+use labcheck::repo;
 
 /// (Deployment, its app container, the compose service it ports).
 const WORKLOADS: &[(&str, &str, &str)] = &[
@@ -216,7 +216,7 @@ fn the_fleet_has_a_disruption_budget_and_the_single_canary_none() {
 #[test]
 fn every_app_container_runs_as_the_image_user_without_privileges_on_a_read_only_root() {
     let objects = app_objects();
-    let dockerfile = support::read("deploy/Dockerfile");
+    let dockerfile = repo::read("deploy/Dockerfile");
     assert!(dockerfile.contains("USER 10001:10001"), "the images' user");
     for (workload, name, _) in WORKLOADS {
         let d = deployment(&objects, workload);
@@ -295,7 +295,7 @@ fn the_profiler_shares_the_canary_pod_with_exactly_the_capabilities_compose_gran
         );
     }
     // The namespace admits it: "baseline" and "restricted" forbid SYS_ADMIN.
-    let overlay = support::read(kube::PROFILED);
+    let overlay = repo::read(kube::PROFILED);
     assert!(overlay.contains("pod-security.kubernetes.io/enforce: privileged"));
     assert!(overlay.contains("- ../app"));
 }

@@ -7,15 +7,15 @@ use std::process::Command;
 
 use serde_yaml::Value as Yaml;
 
-use crate::alloy::{self, Block, Value};
 use crate::kube;
-use crate::pipeline::{self, Labels};
-use crate::support;
+use labcheck::alloy::{self, Block, Value};
+use labcheck::pipeline::{self, Labels};
+use labcheck::repo;
 
 /// The Alloy config for Kubernetes, as the chart receives it: alloy-config.sh's output.
 fn assembled() -> Block {
     let out = Command::new("bash")
-        .arg(support::root().join(kube::ALLOY_CONFIG_SH))
+        .arg(repo::root().join(kube::ALLOY_CONFIG_SH))
         .output()
         .expect("bash runs alloy-config.sh");
     assert!(
@@ -28,13 +28,13 @@ fn assembled() -> Block {
 }
 
 fn kubernetes_part() -> Block {
-    alloy::parse(&support::read(kube::K8S_ALLOY))
+    alloy::parse(&repo::read(kube::K8S_ALLOY))
         .unwrap_or_else(|e| panic!("{}: {e}", kube::K8S_ALLOY))
 }
 
 #[test]
 fn the_kubernetes_config_runs_the_compose_pipeline_and_writer_unchanged() {
-    let (k8s, compose) = (assembled(), support::alloy_config());
+    let (k8s, compose) = (assembled(), repo::alloy_config());
     for (name, label) in [("loki.process", "service_json"), ("loki.write", "lab")] {
         assert_eq!(
             format!("{:?}", k8s.component(name, label)),
@@ -212,7 +212,7 @@ const UID: &str = "5f0c6d2e-8a41-4b7f-9c3d-2e1f0a9b8c7d";
 
 #[test]
 fn every_pod_gets_the_labels_compose_gives_the_same_service_with_its_pod_name_as_instance() {
-    let (k8s, compose) = (assembled(), support::alloy_config());
+    let (k8s, compose) = (assembled(), repo::alloy_config());
     let objects = kube::app_objects();
     for (workload, container) in [
         ("api", "service"),
@@ -304,7 +304,7 @@ fn discovery_watches_the_app_namespace_for_the_label_compose_selects_by() {
         .and_then(Value::as_list)
         .map(|l| l.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
-    let kustomization = support::yaml(&format!("{}/kustomization.yaml", kube::APP));
+    let kustomization = repo::yaml(&format!("{}/kustomization.yaml", kube::APP));
     assert_eq!(
         namespaces,
         [kustomization["namespace"].as_str().expect("a namespace")]
@@ -312,7 +312,7 @@ fn discovery_watches_the_app_namespace_for_the_label_compose_selects_by() {
 
     let selectors = discovery.only("selectors");
     let label = selectors.str_attr("label").expect("a label selector");
-    let compose_filter = support::alloy_config();
+    let compose_filter = repo::alloy_config();
     let compose_values = compose_filter
         .only("discovery.docker")
         .only("filter")

@@ -5,12 +5,12 @@
 
 use serde_yaml::Value as Yaml;
 
-use crate::support;
+use labcheck::repo;
 
 const COMPOSE: &str = "docker-compose.yml";
 
 fn compose() -> Yaml {
-    support::yaml(COMPOSE)
+    repo::yaml(COMPOSE)
 }
 
 /// The one compose file, as a list for the checks that apply to every compose file.
@@ -166,7 +166,7 @@ fn configs_are_mounted_read_only_from_one_folder_per_service() {
         ("./deploy/loki".into(), "ro".into())
     );
     assert!(strings(&loki["command"]).contains(&"-config.file=/etc/loki/config.yaml".to_string()));
-    assert!(support::root().join(support::LOKI_CONFIG).exists());
+    assert!(repo::root().join(repo::LOKI_CONFIG).exists());
 
     let alloy = service("alloy");
     assert_eq!(
@@ -184,7 +184,7 @@ fn configs_are_mounted_read_only_from_one_folder_per_service() {
         .filter(|(_, target, _)| target.starts_with(provisioning))
         .collect();
     mounted.sort();
-    let mut folders: Vec<String> = std::fs::read_dir(support::root().join("grafana/provisioning"))
+    let mut folders: Vec<String> = std::fs::read_dir(repo::root().join("grafana/provisioning"))
         .expect("grafana/provisioning")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
@@ -200,7 +200,7 @@ fn configs_are_mounted_read_only_from_one_folder_per_service() {
         })
         .collect();
     assert_eq!(mounted, expected);
-    for file in [support::DATASOURCES, support::DASHBOARD_PROVIDERS] {
+    for file in [repo::DATASOURCES, repo::DASHBOARD_PROVIDERS] {
         assert!(
             expected
                 .iter()
@@ -208,7 +208,7 @@ fn configs_are_mounted_read_only_from_one_folder_per_service() {
             "{file} is not in a mounted folder"
         );
     }
-    let providers = support::yaml(support::DASHBOARD_PROVIDERS);
+    let providers = repo::yaml(repo::DASHBOARD_PROVIDERS);
     let path = providers["providers"][0]["options"]["path"]
         .as_str()
         .expect("provider path")
@@ -230,7 +230,7 @@ fn state_lives_in_named_volumes() {
         .iter()
         .find_map(|a| a.strip_prefix("--storage.path=").map(str::to_string))
         .expect("alloy runs with --storage.path");
-    let loki_path = support::yaml(support::LOKI_CONFIG)["common"]["path_prefix"]
+    let loki_path = repo::yaml(repo::LOKI_CONFIG)["common"]["path_prefix"]
         .as_str()
         .expect("loki path_prefix")
         .to_string();
@@ -268,7 +268,7 @@ fn alloy_reads_the_docker_socket_named_by_docker_sock_and_serves_its_ui_to_the_h
     assert_eq!(command.first().map(String::as_str), Some("run"));
     assert!(command.contains(&"--server.http.listen-addr=0.0.0.0:12345".to_string()));
     // The config talks to the same socket.
-    let config = support::read(support::ALLOY_CONFIG);
+    let config = repo::read(repo::ALLOY_CONFIG);
     assert!(config.contains("\"unix:///var/run/docker.sock\""));
 }
 
@@ -325,13 +325,17 @@ fn app_containers_never_wait_for_the_log_stack() {
 
 #[test]
 fn the_app_services_carry_the_label_alloy_selects_them_by_and_reads_flavor_from() {
-    let config = support::alloy_config();
+    let config = repo::alloy_config();
     let filter = config.only("discovery.docker").only("filter");
     assert_eq!(filter.str_attr("name"), Some("label"));
     let selected: Vec<&str> = filter
         .attr("values")
-        .and_then(crate::alloy::Value::as_list)
-        .map(|l| l.iter().filter_map(crate::alloy::Value::as_str).collect())
+        .and_then(labcheck::alloy::Value::as_list)
+        .map(|l| {
+            l.iter()
+                .filter_map(labcheck::alloy::Value::as_str)
+                .collect()
+        })
         .unwrap_or_default();
     assert_eq!(selected, ["lab.flavor"]);
     let y = compose();
@@ -352,7 +356,7 @@ fn the_app_services_carry_the_label_alloy_selects_them_by_and_reads_flavor_from(
 /// blank lines and `KEY=value` (quotes stripped); anything else is a failure, not a guess.
 fn dotenv() -> Vec<(String, String)> {
     let line = regex::Regex::new(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$").expect("regex");
-    support::read(".env")
+    repo::read(".env")
         .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'))

@@ -8,15 +8,15 @@ use std::collections::BTreeSet;
 use regex::Regex;
 use serde_json::Value as Json;
 
-use crate::pipeline;
-use crate::support::{self, DASHBOARD, DASHBOARD_PROVIDERS, DATASOURCES};
+use labcheck::pipeline;
+use labcheck::repo::{self, DASHBOARD, DASHBOARD_PROVIDERS, DATASOURCES};
 
 /// The keys of queries.json that are not dashboard panels: the data source uid, and the
 /// request lookup used by loadgen's Explore links and the derived field.
 const NOT_PANELS: &[&str] = &["datasource_uid", "request_by_id"];
 
 fn dashboard() -> Json {
-    support::json(DASHBOARD)
+    repo::json(DASHBOARD)
 }
 
 fn panels() -> Vec<Json> {
@@ -43,7 +43,7 @@ fn targets() -> Vec<(String, Json)> {
 }
 
 fn provisioned_loki() -> serde_yaml::Value {
-    let file = support::yaml(DATASOURCES);
+    let file = repo::yaml(DATASOURCES);
     let list = file["datasources"]
         .as_sequence()
         .expect("datasources is a list");
@@ -100,10 +100,10 @@ fn the_provisioned_datasource_is_loki_with_the_uid_queries_json_names() {
     assert_eq!(ds["type"].as_str(), Some("loki"));
     assert_eq!(
         ds["uid"].as_str(),
-        Some(support::query("datasource_uid").as_str())
+        Some(repo::query("datasource_uid").as_str())
     );
     assert_eq!(ds["url"].as_str(), Some("http://loki:3100"));
-    assert_eq!(support::yaml(DATASOURCES)["apiVersion"].as_u64(), Some(1));
+    assert_eq!(repo::yaml(DATASOURCES)["apiVersion"].as_u64(), Some(1));
 }
 
 #[test]
@@ -127,13 +127,13 @@ fn the_derived_field_turns_request_id_into_the_shared_request_by_id_query() {
     let url = field["url"].as_str().expect("url").replace("$$", "$");
     assert_eq!(
         url.replace("${__value.raw}", "${request_id}"),
-        support::query("request_by_id")
+        repo::query("request_by_id")
     );
 }
 
 #[test]
 fn the_dashboard_provider_loads_files_and_refuses_ui_edits() {
-    let file = support::yaml(DASHBOARD_PROVIDERS);
+    let file = repo::yaml(DASHBOARD_PROVIDERS);
     let providers = file["providers"]
         .as_sequence()
         .expect("providers is a list");
@@ -209,7 +209,7 @@ fn every_datasource_in_the_dashboard_is_the_provisioned_loki() {
 
 #[test]
 fn every_panel_query_is_non_empty_and_taken_from_queries_json() {
-    let queries = support::queries();
+    let queries = repo::queries();
     let mut used = BTreeSet::new();
     let targets = targets();
     assert!(!targets.is_empty());
@@ -311,7 +311,7 @@ fn metric_queries_aggregate_so_structured_metadata_never_splits_the_series() {
     let grouping = Regex::new(r"by\s*\(([^)]*)\)").expect("regex");
     let self_grouped = Regex::new(r"\]\)\s*by\s*\(").expect("regex");
     let mut metric = 0;
-    for (name, expr) in support::queries() {
+    for (name, expr) in repo::queries() {
         if !is_metric(&expr) {
             continue;
         }
@@ -346,7 +346,7 @@ fn metric_queries_aggregate_so_structured_metadata_never_splits_the_series() {
 
 #[test]
 fn queries_read_only_labels_and_metadata_that_the_alloy_pipeline_produces() {
-    let config = support::alloy_config();
+    let config = repo::alloy_config();
     let process = config.only("loki.process");
     let mut produced: BTreeSet<String> = ["service", "flavor", "instance", "__error__"]
         .into_iter()
@@ -354,7 +354,7 @@ fn queries_read_only_labels_and_metadata_that_the_alloy_pipeline_produces() {
         .collect();
     produced.extend(pipeline::stage_keys(process, "stage.labels"));
     produced.extend(pipeline::stage_keys(process, "stage.structured_metadata"));
-    for (name, expr) in support::queries() {
+    for (name, expr) in repo::queries() {
         if name == "datasource_uid" {
             continue;
         }
@@ -420,7 +420,7 @@ fn every_metric_query_drops_lines_that_failed_to_parse_after_its_last_parsing_st
     // In a metric query Loki fails the whole query on the first sample with __error__; one
     // odd line would blank the panel.
     let mut checked = 0;
-    for (name, expr) in support::queries() {
+    for (name, expr) in repo::queries() {
         if !is_metric(&expr) {
             continue;
         }

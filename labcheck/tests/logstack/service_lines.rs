@@ -1,22 +1,21 @@
 //! The Alloy pipeline against lines written by the real `service` binary.
 //!
 //! The binary is built with the same cargo (a no-op when `cargo test --workspace` already
-//! built it), started on a loopback port chosen by the OS, sent one request per route with
-//! known `x-request-id`s, and its stdout is captured until every request's span has closed.
-//! The lines then go through the model of `deploy/alloy/config.alloy`, whose JSON paths are
-//! read from the file. No fixture: the lines cannot drift from what the service writes.
+//! built it) and started on a loopback port chosen by the OS, both by the workspace's
+//! `test-support` crate; it is sent one request per route with known `x-request-id`s, and its
+//! stdout is captured until every request's span has closed. The lines then go through the
+//! model of `deploy/alloy/config.alloy`, whose JSON paths are read from the file. No fixture:
+//! the lines cannot drift from what the service writes.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::pipeline::{self, Entry, Labels, Timestamp};
-use crate::support;
+use labcheck::pipeline::{self, Entry, Labels, Timestamp};
+use labcheck::repo;
+use test_support::Server;
 
 /// One request the capture sends: the path, and the route pattern the access line must name.
 const REQUESTS: &[(&str, &str)] = &[
@@ -45,77 +44,20 @@ fn capture() -> &'static Capture {
     CAPTURE.get_or_init(run_service_and_capture)
 }
 
-/// Kills the service when the capture ends, whichever way it ends.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn service_binary() -> PathBuf {
-    let out = Command::new(env!("CARGO"))
-        .current_dir(support::root())
-        .args(["build", "--quiet", "-p", "service", "--bin", "service"])
-        .args(["--message-format", "json-render-diagnostics"])
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("cargo runs");
-    assert!(out.status.success(), "cargo build -p service failed");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|m| m["reason"] == "compiler-artifact")
-        .filter_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .next_back()
-        .expect("cargo reports the service executable")
-}
-
 fn run_service_and_capture() -> Capture {
-    let child = Command::new(service_binary())
-        // The default CONFIG_DIR is found at run time: `service/sample-config` from the root.
-        .current_dir(support::root())
-        .env_clear()
+    let mut cmd = test_support::command(test_support::service_binary());
+    // The default CONFIG_DIR is found at run time: `service/sample-config` from the root.
+    cmd.current_dir(repo::root())
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("LISTEN_ADDR", "127.0.0.1:0")
         .env("LOG_FORMAT", "json")
         .env("RUST_LOG", "info")
         .env("WORKERS", "2")
         // Long enough to cross the watchdog's threshold with room to spare.
         .env("SLOW_DISK_MS", "120")
         .env("LONG_POLL_MS", "20")
-        .env("INSTANCE", "labcheck")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("the service starts");
-    let mut running = Running(child);
-    let stdout = running.0.stdout.take().expect("stdout is piped");
-    let (tx, rx) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-
+        .env("INSTANCE", "labcheck");
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut lines = Vec::new();
-    let addr = loop {
-        let line = recv_before(&rx, deadline, "the `listening` line");
-        let addr = serde_json::from_str::<serde_json::Value>(&line)
-            .ok()
-            .filter(|v| v["fields"]["message"] == "listening")
-            .and_then(|v| v["fields"]["addr"].as_str().map(str::to_string));
-        lines.push(line);
-        if let Some(addr) = addr {
-            break addr;
-        }
-    };
+    let service = Server::start(cmd, deadline);
 
     let run = std::process::id();
     let sent: Vec<Sent> = REQUESTS
@@ -123,7 +65,7 @@ fn run_service_and_capture() -> Capture {
         .enumerate()
         .map(|(i, (path, route))| {
             let request_id = format!("labcheck-{run}-{i}");
-            let status = get(&addr, path, &request_id);
+            let status = get(service.addr, path, &request_id);
             Sent {
                 request_id,
                 route,
@@ -134,33 +76,19 @@ fn run_service_and_capture() -> Capture {
 
     // The access line comes after the handler's lines: once every request's access line is
     // in, the capture has all of that request's lines.
-    let mut open: Vec<&str> = sent.iter().map(|s| s.request_id.as_str()).collect();
-    while !open.is_empty() {
-        let line = recv_before(&rx, deadline, "every request's access line");
-        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-            if v["fields"]["message"] == "request finished" {
-                let id = v["span"]["request_id"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string();
-                open.retain(|open_id| *open_id != id);
-            }
-        }
-        lines.push(line);
+    for sent in &sent {
+        service.wait_for_line(deadline, |l| {
+            l.message() == Some("request finished")
+                && l.request_id() == Some(sent.request_id.as_str())
+        });
     }
-    drop(running);
+    let lines = service.lines().into_iter().map(|l| l.raw).collect();
     Capture { sent, lines }
-}
-
-fn recv_before(rx: &mpsc::Receiver<String>, deadline: Instant, what: &str) -> String {
-    let left = deadline.saturating_duration_since(Instant::now());
-    rx.recv_timeout(left)
-        .unwrap_or_else(|e| panic!("the service did not write {what} in time: {e}"))
 }
 
 /// A plain HTTP/1.1 GET (the service speaks HTTP/1.1; a client crate would add nothing but a
 /// dependency). Returns the status code.
-fn get(addr: &str, path: &str, request_id: &str) -> u16 {
+fn get(addr: SocketAddr, path: &str, request_id: &str) -> u16 {
     let mut stream = TcpStream::connect(addr).expect("connects to the service");
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
@@ -181,7 +109,7 @@ fn get(addr: &str, path: &str, request_id: &str) -> u16 {
 
 /// A target as `discovery.docker` would describe an api replica, through the config's rules.
 fn api_container_labels() -> Labels {
-    let config = support::alloy_config();
+    let config = repo::alloy_config();
     let target = BTreeMap::from([
         (
             "__meta_docker_container_id".to_string(),
@@ -202,7 +130,7 @@ fn api_container_labels() -> Labels {
 }
 
 fn ship(line: &str) -> Option<Entry> {
-    let config = support::alloy_config();
+    let config = repo::alloy_config();
     pipeline::process(config.only("loki.process"), api_container_labels(), line)
 }
 
@@ -383,7 +311,7 @@ fn a_line_that_is_not_json_still_ships_unlabelled_by_the_json_stage() {
 
 #[test]
 fn relabelling_names_service_flavor_and_instance_and_keeps_only_the_lab_services() {
-    let config = support::alloy_config();
+    let config = repo::alloy_config();
     let rules = config.only("discovery.relabel");
     let id = "9b1e2c3d4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c";
     // As discovery.docker describes a container of docker-compose.yml: its compose service
@@ -438,17 +366,20 @@ fn relabelling_names_service_flavor_and_instance_and_keeps_only_the_lab_services
 
 #[test]
 fn the_sources_feed_the_pipeline_and_the_pipeline_feeds_loki() {
-    let config = support::alloy_config();
+    let config = repo::alloy_config();
     let source = config.only("loki.source.docker");
     let process = config.only("loki.process");
     let write = config.only("loki.write");
-    let expect_ref = |block: &crate::alloy::Block, attr: &str, expected: String| {
+    let expect_ref = |block: &labcheck::alloy::Block, attr: &str, expected: String| {
         let refs: Vec<String> = block
             .attr(attr)
-            .and_then(crate::alloy::Value::as_list)
+            .and_then(labcheck::alloy::Value::as_list)
             .map(|l| l.iter().map(|v| format!("{v:?}")).collect())
             .unwrap_or_default();
-        assert_eq!(refs, [format!("{:?}", crate::alloy::Value::Ref(expected))]);
+        assert_eq!(
+            refs,
+            [format!("{:?}", labcheck::alloy::Value::Ref(expected))]
+        );
     };
     expect_ref(
         source,
@@ -468,7 +399,7 @@ fn the_sources_feed_the_pipeline_and_the_pipeline_feeds_loki() {
     );
     assert_eq!(
         source.attr("targets"),
-        Some(&crate::alloy::Value::Ref(format!(
+        Some(&labcheck::alloy::Value::Ref(format!(
             "discovery.relabel.{}.output",
             config
                 .only("discovery.relabel")
@@ -523,7 +454,7 @@ fn millis(duration: &str) -> f64 {
 
 #[test]
 fn the_blocking_query_finds_the_handler_that_held_a_worker_in_real_lines() {
-    let expr = support::query("blocking_handler_spans");
+    let expr = repo::query("blocking_handler_spans");
     // The query's own JSON paths, as LogQL writes them (`a["b.c"]`), read as JMESPath.
     let params = regex::Regex::new(r#"(\w+)=`([^`]*)`|(\w+)="([^"]*)""#).expect("regex");
     let json_part = expr.split("| json ").nth(1).expect("the query parses JSON");
@@ -573,8 +504,8 @@ fn the_blocking_query_finds_the_handler_that_held_a_worker_in_real_lines() {
 
 #[test]
 fn the_watchdog_queries_match_the_real_watchdog_warnings() {
-    let logs = support::query("watchdog_warnings");
-    let counted = support::query("watchdog_warnings_by_instance");
+    let logs = repo::query("watchdog_warnings");
+    let counted = repo::query("watchdog_warnings_by_instance");
     assert!(logs.contains("level=\"WARN\""));
     let warnings: Vec<&String> = capture()
         .lines

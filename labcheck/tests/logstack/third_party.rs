@@ -4,22 +4,22 @@
 
 use regex::Regex;
 
-use crate::alloy::Value;
-use crate::pipeline::{self, Labels, Timestamp};
-use crate::support::{self, ALLOY_CONFIG, LOKI_CONFIG};
+use labcheck::alloy::Value;
+use labcheck::pipeline::{self, Labels, Timestamp};
+use labcheck::repo::{self, ALLOY_CONFIG, LOKI_CONFIG};
 
 /// The tag docker-compose.yml pins for `grafana/<name>`.
 fn pinned_tag(name: &str) -> String {
     let image = Regex::new(&format!(r"image:\s*grafana/{name}:([^\s@]+)")).expect("regex");
     image
-        .captures(&support::read("docker-compose.yml"))
+        .captures(&repo::read("docker-compose.yml"))
         .map(|c| c[1].to_string())
         .unwrap_or_else(|| panic!("docker-compose.yml does not pin grafana/{name}"))
 }
 
 /// The version a config's header says it was written for.
 fn stated_version(file: &str, name: &str, pattern: &str) -> String {
-    let header: String = support::read(file)
+    let header: String = repo::read(file)
         .lines()
         .take_while(|l| l.starts_with('#') || l.starts_with("//"))
         .collect::<Vec<_>>()
@@ -45,7 +45,7 @@ fn the_alloy_config_states_the_upstream_version_compose_pins() {
 
 #[test]
 fn loki_stores_structured_metadata_with_tsdb_v13_offline_and_with_raised_limits() {
-    let cfg = support::yaml(LOKI_CONFIG);
+    let cfg = repo::yaml(LOKI_CONFIG);
     assert_eq!(cfg["auth_enabled"].as_bool(), Some(false));
     let schemas = cfg["schema_config"]["configs"]
         .as_sequence()
@@ -80,10 +80,10 @@ fn loki_stores_structured_metadata_with_tsdb_v13_offline_and_with_raised_limits(
 
 #[test]
 fn alloy_pushes_to_the_loki_service_on_the_port_loki_listens_on() {
-    let port = support::yaml(LOKI_CONFIG)["server"]["http_listen_port"]
+    let port = repo::yaml(LOKI_CONFIG)["server"]["http_listen_port"]
         .as_u64()
         .expect("http_listen_port");
-    let config = support::alloy_config();
+    let config = repo::alloy_config();
     let endpoint = config.only("loki.write").only("endpoint");
     assert_eq!(
         endpoint.attr("url"),
@@ -93,7 +93,7 @@ fn alloy_pushes_to_the_loki_service_on_the_port_loki_listens_on() {
 
 #[test]
 fn alloy_never_drops_lines_for_failing_to_parse_them() {
-    let config = support::alloy_config();
+    let config = repo::alloy_config();
     let process = config.only("loki.process");
     for stage in &process.blocks {
         assert!(
@@ -123,7 +123,7 @@ fn service_line(timestamp: &str, message: &str) -> String {
 
 #[test]
 fn lines_of_one_container_that_share_a_microsecond_keep_their_written_order() {
-    let config = support::alloy_config();
+    let config = repo::alloy_config();
     let process = config.only("loki.process");
     let same = "2026-01-01T00:00:01.000001Z";
     let lines = [
@@ -151,7 +151,7 @@ fn lines_of_one_container_that_share_a_microsecond_keep_their_written_order() {
 
 #[test]
 fn a_restart_that_re_reads_from_a_whole_second_re_sends_identical_timestamps() {
-    let config = support::alloy_config();
+    let config = repo::alloy_config();
     let process = config.only("loki.process");
     let before = service_line("2026-01-01T00:00:00.999999Z", "last of the second before");
     let a = service_line("2026-01-01T00:00:01.000001Z", "a");

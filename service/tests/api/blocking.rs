@@ -3,7 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::helpers::{fresh_id, spawn_app, TestApp};
+use test_support::fresh_id;
+
+use crate::helpers::{spawn_app, TestApp};
 
 const STALLED: Duration = Duration::from_millis(250);
 const HEALTHY: Duration = Duration::from_millis(100);

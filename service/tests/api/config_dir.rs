@@ -8,7 +8,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::helpers::{spawn_binary, DEADLINE};
+use test_support::DEADLINE;
+
+use crate::helpers::spawn_binary;
 
 /// A temporary tree holding a copy of the service binary in `bin/` and an empty `elsewhere/`.
 struct CopiedBinary {

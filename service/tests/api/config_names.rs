@@ -1,4 +1,6 @@
-use crate::helpers::{fresh_id, header, raw_get, spawn_app};
+use test_support::fresh_id;
+
+use crate::helpers::{header, raw_get, spawn_app};
 
 /// A config directory with one file, beside a secret the traversal attempts aim at.
 fn config_tree() -> (tempfile::TempDir, String) {

@@ -3,7 +3,9 @@
 
 use std::{net::TcpStream, process::Command};
 
-use crate::helpers::{free_port, spawn_app};
+use test_support::free_port;
+
+use crate::helpers::spawn_app;
 
 /// Lines of `cargo tree` for the service's normal dependencies with the given features.
 fn dependency_names(features: &[&str]) -> Vec<String> {
@@ -112,7 +114,9 @@ mod grpc {
     use service::console::{DEFAULT_RETENTION, POLL_HISTOGRAM_MAX, SCHEDULED_HISTOGRAM_MAX};
     use tonic::transport::Channel;
 
-    use crate::helpers::{free_port, raw_get, raw_request, spawn_app, DEADLINE};
+    use test_support::{free_port, DEADLINE};
+
+    use crate::helpers::{raw_get, raw_request, spawn_app};
 
     const SLOW_DISK: Duration = Duration::from_millis(1000);
 

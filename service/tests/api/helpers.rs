@@ -1,44 +1,22 @@
-//! `spawn_app()`: starts the real binary on port 0 with a test's settings, learns the port from
-//! its "listening" log line, and keeps every stdout line for assertions. Nothing here sleeps to
-//! synchronise: waits poll the captured lines against a deadline.
+//! `spawn_app()`: the real binary on port 0 with a test's settings (started, and its stdout
+//! collected, by the workspace's `test-support` crate), and a `TestApp` with one method per
+//! thing the tests do to it. Nothing here sleeps to synchronise: waits for a log line are
+//! woken by the line, against a deadline.
 
 use std::{
-    io::{BufRead, BufReader, Read, Write},
+    io::{Read, Write},
     net::{SocketAddr, TcpStream},
     path::Path,
-    process::{Child, Command, ExitStatus, Stdio},
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    process::{Command, ExitStatus, Stdio},
+    time::Instant,
 };
 
-use serde_json::Value;
-
-/// How long any wait in these tests may take before it fails.
-pub const DEADLINE: Duration = Duration::from_secs(20);
-
-/// One stdout line of the service: raw text and, when it parsed, the JSON.
-#[derive(Debug, Clone)]
-pub struct LogLine {
-    pub raw: String,
-    pub json: Option<Value>,
-}
-
-impl LogLine {
-    pub fn message(&self) -> Option<&str> {
-        self.json.as_ref()?.pointer("/fields/message")?.as_str()
-    }
-
-    /// The request id of the line's current span, if it is inside a request.
-    pub fn request_id(&self) -> Option<&str> {
-        self.json.as_ref()?.pointer("/span/request_id")?.as_str()
-    }
-}
+use test_support::{free_port, LogLine, Server, DEADLINE};
 
 pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
-    child: Mutex<Child>,
-    lines: Arc<Mutex<Vec<LogLine>>>,
+    server: Server,
 }
 
 /// What a refused start wrote.
@@ -72,13 +50,11 @@ pub async fn spawn_app(extra: &[(&str, &str)]) -> TestApp {
 
 /// [`spawn_app`] with another copy of the binary, run from `cwd` (default: the test's).
 pub async fn spawn_binary(binary: &Path, cwd: Option<&Path>, extra: &[(&str, &str)]) -> TestApp {
-    let mut cmd = Command::new(binary);
+    let mut cmd = test_support::command(binary);
     if let Some(cwd) = cwd {
         cmd.current_dir(cwd);
     }
-    cmd.env_clear()
-        .env("LISTEN_ADDR", "127.0.0.1:0")
-        .env("WORKERS", "1")
+    cmd.env("WORKERS", "1")
         .env("SLOW_DISK_MS", "300")
         .env("DEPENDENCY_MS", "1")
         .env("RUST_LOG", "info")
@@ -88,36 +64,16 @@ pub async fn spawn_binary(binary: &Path, cwd: Option<&Path>, extra: &[(&str, &st
         .env("INSTANCE", "test")
         // Canary builds open a console port: give each app its own.
         .env("TOKIO_CONSOLE_BIND", format!("127.0.0.1:{}", free_port()))
-        .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     for (key, value) in extra {
         cmd.env(key, value);
     }
-    let mut child = cmd.spawn().expect("start the service binary");
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let stdout = child.stdout.take().unwrap();
-    let sink = Arc::clone(&lines);
-    std::thread::spawn(move || {
-        for raw in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let json = serde_json::from_str(&raw).ok();
-            sink.lock().unwrap().push(LogLine { raw, json });
-        }
-    });
-    let mut app = TestApp {
-        addr: "127.0.0.1:0".parse().unwrap(),
+    let server = Server::start(cmd, Instant::now() + DEADLINE);
+    TestApp {
+        addr: server.addr,
         client: reqwest::Client::new(),
-        child: Mutex::new(child),
-        lines,
-    };
-    let listening = app
-        .wait_for_line(|l| l.message() == Some("listening"))
-        .await;
-    app.addr = listening.json.unwrap()["fields"]["addr"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    app
+        server,
+    }
 }
 
 impl TestApp {
@@ -128,7 +84,7 @@ impl TestApp {
     /// The service's process id (for the release build's CPU-starvation test).
     #[cfg(not(feature = "console"))]
     pub fn pid(&self) -> u32 {
-        self.child.lock().unwrap().id()
+        self.server.pid()
     }
 
     /// GET `path` with an explicit request id.
@@ -168,18 +124,12 @@ impl TestApp {
 
     /// The service's resident memory (`VmRSS`), in KiB.
     pub fn rss_kib(&self) -> u64 {
-        let pid = self.child.lock().unwrap().id();
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS in /proc/PID/status")
+        test_support::proc_status_kib(self.server.pid(), "VmRSS")
     }
 
     /// A snapshot of every line so far.
     pub fn lines(&self) -> Vec<LogLine> {
-        self.lines.lock().unwrap().clone()
+        self.server.lines()
     }
 
     /// Lines of one request.
@@ -190,26 +140,12 @@ impl TestApp {
             .collect()
     }
 
-    /// Waits until a line matching `pred` has been written, or fails after [`DEADLINE`].
+    /// Waits until a line matching `pred` has been written, or fails after [`DEADLINE`] or if
+    /// the service exits first.
     pub async fn wait_for_line(&self, pred: impl Fn(&LogLine) -> bool) -> LogLine {
-        let start = Instant::now();
-        loop {
-            if let Some(line) = self.lines.lock().unwrap().iter().find(|l| pred(l)) {
-                return line.clone();
-            }
-            assert!(
-                start.elapsed() < DEADLINE,
-                "no matching log line within {DEADLINE:?}; got:\n{}",
-                self.dump()
-            );
-            if let Ok(Some(status)) = self.child.lock().unwrap().try_wait() {
-                panic!(
-                    "service exited with {status} before the line appeared:\n{}",
-                    self.dump()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
+        self.server
+            .wait_for_line_async(Instant::now() + DEADLINE, pred)
+            .await
     }
 
     /// Waits for a `worker stall` line whose lag is at least `min_lag_ms`: a real block's, not
@@ -229,52 +165,17 @@ impl TestApp {
     }
 
     pub fn dump(&self) -> String {
-        self.lines()
-            .iter()
-            .map(|l| l.raw.as_str())
-            .collect::<Vec<_>>()
-            .join("\n")
+        self.server.dump()
     }
 
-    /// Sends SIGTERM and waits for the process to exit.
+    /// Sends SIGTERM and waits for the process to exit and its last line.
     pub fn terminate(self) -> (ExitStatus, Vec<LogLine>) {
-        let pid = self.child.lock().unwrap().id();
-        let status = Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill failed");
-        let start = Instant::now();
-        let status = loop {
-            if let Some(status) = self.child.lock().unwrap().try_wait().unwrap() {
-                break status;
-            }
-            assert!(
-                start.elapsed() < DEADLINE,
-                "service did not exit after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        // The reader thread ends at EOF; give it the deadline to drain the pipe.
-        let start = Instant::now();
-        while Arc::strong_count(&self.lines) > 1 && start.elapsed() < DEADLINE {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let lines = self.lines();
-        (status, lines)
+        self.server.terminate(Instant::now() + DEADLINE)
     }
 
     /// Sends raw bytes as one HTTP/1.1 request and returns (status, headers+body text).
     pub fn raw_request(&self, request: &[u8]) -> (u16, String) {
         raw_request(self.addr, request)
-    }
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        let child = self.child.get_mut().unwrap();
-        let _ = child.kill();
-        let _ = child.wait();
     }
 }
 
@@ -304,18 +205,4 @@ pub fn header<'a>(response: &'a str, name: &str) -> Option<&'a str> {
             let (key, value) = line.split_once(':')?;
             key.eq_ignore_ascii_case(name).then(|| value.trim())
         })
-}
-
-/// A request id unique to this test run.
-pub fn fresh_id(tag: &str) -> String {
-    format!("{tag}-{}", uuid::Uuid::now_v7().simple())
-}
-
-/// A loopback port that was free a moment ago.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }

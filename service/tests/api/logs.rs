@@ -1,4 +1,6 @@
-use crate::helpers::{fresh_id, spawn_app};
+use test_support::fresh_id;
+
+use crate::helpers::spawn_app;
 
 #[tokio::test]
 async fn every_line_is_json_and_request_lines_carry_the_request_span() {

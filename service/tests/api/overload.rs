@@ -8,7 +8,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::helpers::{fresh_id, raw_get, spawn_app, TestApp};
+use test_support::fresh_id;
+
+use crate::helpers::{raw_get, spawn_app, TestApp};
 
 /// The hold every request asks for in the overload test.
 const HOLD_MS: u64 = 200;

@@ -1,4 +1,6 @@
-use crate::helpers::{fresh_id, header, raw_get, spawn_app};
+use test_support::fresh_id;
+
+use crate::helpers::{header, raw_get, spawn_app};
 
 #[tokio::test]
 async fn a_valid_client_id_is_echoed_and_names_every_line_of_the_request() {

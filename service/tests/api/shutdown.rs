@@ -1,6 +1,8 @@
 use std::collections::HashSet;
 
-use crate::helpers::{spawn_app, DEADLINE};
+use test_support::DEADLINE;
+
+use crate::helpers::spawn_app;
 
 /// SIGTERM in the middle of a few hundred concurrent requests: the process exits 0, and every
 /// request that got a response has its access line in stdout and in the rolling log file.

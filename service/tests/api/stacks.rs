@@ -4,7 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::helpers::{fresh_id, spawn_app, LogLine, TestApp};
+use test_support::{fresh_id, LogLine};
+
+use crate::helpers::{spawn_app, TestApp};
 
 /// The stack on request `id`'s line `message`, waiting for the line first. The id is read from
 /// the line's own fields: a warning written after its poll already ended is outside the span.

@@ -9,7 +9,9 @@
 /// A threshold well above scheduling noise and well below the bugs' blocks.
 const NOISE_PROOF_MS: &str = "150";
 
-use crate::helpers::{fresh_id, spawn_app, LogLine, TestApp};
+use test_support::{fresh_id, LogLine};
+
+use crate::helpers::{spawn_app, TestApp};
 
 fn blocked_lines(app: &TestApp, request_id: &str) -> Vec<LogLine> {
     app.lines_of(request_id)

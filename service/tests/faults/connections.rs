@@ -19,8 +19,10 @@ use std::{
     time::{Duration, Instant},
 };
 
+use test_support::proc_status_kib;
+
 use crate::{
-    process::{nofile_soft_limit, open_fds, proc_status_kib, Service},
+    process::{nofile_soft_limit, open_fds, Service},
     rawhttp::Conn,
 };
 

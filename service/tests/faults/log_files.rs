@@ -11,13 +11,13 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::{Command, Stdio},
     time::{Duration, Instant, SystemTime},
 };
 
+use test_support::{fresh_id, Process, Server, DEADLINE};
+
 use crate::{
-    helpers::{fresh_id, spawn_app, DEADLINE},
-    process::{files_in, wait_exit, Service},
+    process::{files_in, spawn, Service},
     rawhttp::Conn,
 };
 
@@ -25,17 +25,14 @@ use crate::{
 fn start_with_log_dir(log_dir: &Path) -> (Option<i32>, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let (out, err) = (dir.path().join("out"), dir.path().join("err"));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_service"))
-        .env_clear()
-        .env("LISTEN_ADDR", "127.0.0.1:0")
-        .env("WORKERS", "1")
-        .env("LOG_DIR", log_dir)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out).unwrap())
-        .stderr(std::fs::File::create(&err).unwrap())
-        .spawn()
-        .unwrap();
-    let status = wait_exit(&mut child);
+    let process = Process::spawn(
+        test_support::command(env!("CARGO_BIN_EXE_service"))
+            .env("WORKERS", "1")
+            .env("LOG_DIR", log_dir)
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap()),
+    );
+    let status = process.wait_exit(Instant::now() + DEADLINE);
     let read = |p| std::fs::read_to_string(p).unwrap();
     (status.code(), read(&out), read(&err))
 }
@@ -89,13 +86,26 @@ fn an_unusable_log_dir_is_reported_in_exactly_one_line() {
     }
 }
 
+/// GET `path` with the request id `id`; the response's status.
+async fn get_with_id(app: &Server, path: &str, id: &str) -> reqwest::StatusCode {
+    reqwest::Client::new()
+        .get(format!("http://{}{path}", app.addr))
+        .header("x-request-id", id)
+        .send()
+        .await
+        .expect("request failed")
+        .status()
+}
+
 /// Sends `n` requests to the victim; each must answer 200 and leave its access line on stdout.
-async fn serves_and_logs_to_stdout(app: &crate::helpers::TestApp, n: usize) {
+async fn serves_and_logs_to_stdout(app: &Server, n: usize) {
     for _ in 0..n {
         let id = fresh_id("logfault");
-        let response = app.get_with_id("/api/orders/1", &id).await;
-        assert_eq!(response.status(), 200);
-        app.wait_for_event(&id, "request finished").await;
+        assert_eq!(get_with_id(app, "/api/orders/1", &id).await, 200);
+        app.wait_for_line_async(Instant::now() + DEADLINE, |l| {
+            l.request_id() == Some(id.as_str()) && l.message() == Some("request finished")
+        })
+        .await;
     }
 }
 
@@ -118,9 +128,9 @@ fn wait_for_file_text(dir: &Path, pred: impl Fn(&str) -> bool) {
 #[tokio::test]
 async fn the_log_file_removed_while_running_does_not_stop_serving_or_stdout() {
     let log_dir = tempfile::tempdir().unwrap();
-    let app = spawn_app(&[("LOG_DIR", log_dir.path().to_str().unwrap())]).await;
+    let app = spawn(&[("LOG_DIR", log_dir.path().to_str().unwrap())]);
     let id = fresh_id("before-rm");
-    assert_eq!(app.get_with_id("/api/orders/1", &id).await.status(), 200);
+    assert_eq!(get_with_id(&app, "/api/orders/1", &id).await, 200);
     wait_for_file_text(log_dir.path(), |text| text.contains(&id));
 
     for file in files_in(log_dir.path()) {
@@ -129,7 +139,9 @@ async fn the_log_file_removed_while_running_does_not_stop_serving_or_stdout() {
     std::fs::remove_dir(log_dir.path()).unwrap();
 
     serves_and_logs_to_stdout(&app, 20).await;
-    let health = app.get("/healthz").await;
+    let health = reqwest::get(format!("http://{}/healthz", app.addr))
+        .await
+        .unwrap();
     assert_eq!(health.status(), 200);
 }
 
@@ -178,9 +190,12 @@ fn disk_full_log_dir() -> tempfile::TempDir {
 #[tokio::test]
 async fn a_full_disk_under_the_log_file_does_not_stop_serving_or_stdout() {
     let log_dir = disk_full_log_dir();
-    let app = spawn_app(&[("LOG_DIR", log_dir.path().to_str().unwrap())]).await;
+    let app = spawn(&[("LOG_DIR", log_dir.path().to_str().unwrap())]);
     serves_and_logs_to_stdout(&app, 20).await;
-    assert_eq!(app.get("/healthz").await.status(), 200);
+    let health = reqwest::get(format!("http://{}/healthz", app.addr))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
 }
 
 /// The failing file writes are reported once on stderr (the file writer's thread cannot log
@@ -189,7 +204,7 @@ async fn a_full_disk_under_the_log_file_does_not_stop_serving_or_stdout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_under_the_log_file_is_reported_once_on_stderr() {
     let log_dir = disk_full_log_dir();
-    let mut service = Service::start(&[("LOG_DIR", log_dir.path().to_str().unwrap())]);
+    let service = Service::start(&[("LOG_DIR", log_dir.path().to_str().unwrap())]);
     let reports = |service: &Service| {
         service
             .stderr()

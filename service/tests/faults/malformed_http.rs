@@ -11,10 +11,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{
-    helpers::{spawn_app, TestApp, DEADLINE},
-    rawhttp::Conn,
-};
+use test_support::{Server, DEADLINE};
+
+use crate::{process::spawn, rawhttp::Conn};
 
 /// What the server did with a request.
 #[derive(Debug, PartialEq)]
@@ -77,12 +76,12 @@ fn get_with(path: &[u8], headers: &[u8]) -> Vec<u8> {
 
 /// The victim answers 200 on a fresh connection (a pooled one could race actix-web's 5 s
 /// keep-alive timeout, which is not what these tests are about).
-async fn assert_still_serving(app: &TestApp) {
+async fn assert_still_serving(app: &Server) {
     let mut conn = Conn::connect(app.addr).await.unwrap();
     assert_eq!(conn.get("/api/orders/1").await.unwrap(), 200);
 }
 
-async fn assert_rejected(app: &TestApp, case: &str, request: &[u8]) {
+async fn assert_rejected(app: &Server, case: &str, request: &[u8]) {
     let outcome = exchange(app.addr, request);
     assert!(outcome.is_rejection(), "{case}: {outcome:?}");
     assert_still_serving(app).await;
@@ -90,7 +89,7 @@ async fn assert_rejected(app: &TestApp, case: &str, request: &[u8]) {
 
 #[tokio::test]
 async fn oversized_headers_are_rejected_and_the_service_stays_up() {
-    let app = spawn_app(&[]).await;
+    let app = spawn(&[]);
     let many: String = (0..1024)
         .map(|i| format!("X-H{i:04}: {}\r\n", "b".repeat(54)))
         .collect();
@@ -115,7 +114,7 @@ async fn oversized_headers_are_rejected_and_the_service_stays_up() {
 /// limit (`startup::MAX_HEADER_BYTES`) answers 431.
 #[tokio::test]
 async fn a_single_64_kb_header_is_rejected() {
-    let app = spawn_app(&[]).await;
+    let app = spawn(&[]);
     let one_big = format!("X-Big: {}\r\n", "a".repeat(64 * 1024));
     assert_rejected(
         &app,
@@ -127,7 +126,7 @@ async fn a_single_64_kb_header_is_rejected() {
 
 #[tokio::test]
 async fn a_10_kb_path_is_rejected_and_the_service_stays_up() {
-    let app = spawn_app(&[]).await;
+    let app = spawn(&[]);
     let digits = format!("/api/orders/{}", "1".repeat(10 * 1024));
     assert_rejected(&app, "10 KB order id", &get_with(digits.as_bytes(), b"")).await;
     let name = format!("/config/sync/{}", "a".repeat(10 * 1024));
@@ -143,7 +142,7 @@ async fn a_10_kb_path_is_rejected_and_the_service_stays_up() {
 
 #[tokio::test]
 async fn invalid_utf8_in_the_path_is_rejected_and_the_service_stays_up() {
-    let app = spawn_app(&[]).await;
+    let app = spawn(&[]);
     for path in [
         b"/config/sync/\xff\xfe.toml".as_slice(),
         b"/api/orders/\xc3\x28",
@@ -160,7 +159,7 @@ async fn invalid_utf8_in_the_path_is_rejected_and_the_service_stays_up() {
 /// it off (actix-web's client request timeout), and serve everyone else meanwhile.
 #[tokio::test]
 async fn a_client_trickling_headers_byte_by_byte_is_cut_off_while_others_are_served() {
-    let app = spawn_app(&[]).await;
+    let app = spawn(&[]);
     let stream = TcpStream::connect(app.addr).unwrap();
     let mut writer = stream.try_clone().unwrap();
     let done = Arc::new(AtomicBool::new(false));

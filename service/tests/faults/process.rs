@@ -1,63 +1,69 @@
-//! The service binary with stdout redirected to a file, its pid, and its memory.
+//! The service binary with the fault suite's settings, started in one of two ways: with stdout
+//! through a pipe, parsed line by line (`test_support::Server`), or with stdout redirected to
+//! a file like a container runtime does ([`Service`]), for the checks that need what a line
+//! reader hides — the raw bytes after SIGTERM (a partial last line).
 
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
-    process::{Child, Command, ExitStatus, Stdio},
-    time::{Duration, Instant},
+    process::{Command, ExitStatus},
+    time::Instant,
 };
 
 use serde_json::Value;
+use test_support::{free_port, Process, Server, DEADLINE};
 
-use crate::helpers::{free_port, DEADLINE};
+/// The binary with one worker, no dependency latency, `RUST_LOG=info` and `extra` settings
+/// (which win).
+fn command(extra: &[(&str, &str)]) -> Command {
+    let mut cmd = test_support::command(env!("CARGO_BIN_EXE_service"));
+    cmd.env("WORKERS", "1")
+        .env("DEPENDENCY_MS", "0")
+        .env("RUST_LOG", "info")
+        .env("BLOCKED_STACKS", "false")
+        .env("INSTANCE", "faults")
+        .env("TOKIO_CONSOLE_BIND", format!("127.0.0.1:{}", free_port()));
+    for (key, value) in extra {
+        cmd.env(key, value);
+    }
+    cmd
+}
+
+/// Starts the binary with stdout through a pipe; returns once it logged its "listening" line.
+pub fn spawn(extra: &[(&str, &str)]) -> Server {
+    Server::start(command(extra), Instant::now() + DEADLINE)
+}
 
 /// A running service whose stdout goes to `stdout_path` and stderr to `stderr_path`.
 pub struct Service {
     pub addr: SocketAddr,
     pub stdout_path: PathBuf,
     pub stderr_path: PathBuf,
-    child: Child,
+    process: Process,
     _dir: tempfile::TempDir,
 }
 
 impl Service {
-    /// Starts the binary with one worker, no dependency latency, `RUST_LOG=info` and `extra`
-    /// settings (which win); returns once it logged its "listening" line.
+    /// Starts the binary (see [`spawn`] for its settings) with stdout and stderr in files;
+    /// returns once it logged its "listening" line.
     pub fn start(extra: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let stdout_path = dir.path().join("stdout.jsonl");
-        let stdout = std::fs::File::create(&stdout_path).unwrap();
         let stderr_path = dir.path().join("stderr.txt");
-        let stderr = std::fs::File::create(&stderr_path).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_service"));
-        cmd.env_clear()
-            .env("LISTEN_ADDR", "127.0.0.1:0")
-            .env("WORKERS", "1")
-            .env("DEPENDENCY_MS", "0")
-            .env("RUST_LOG", "info")
-            .env("BLOCKED_STACKS", "false")
-            .env("INSTANCE", "faults")
-            .env("TOKIO_CONSOLE_BIND", format!("127.0.0.1:{}", free_port()))
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr);
-        for (key, value) in extra {
-            cmd.env(key, value);
-        }
-        let child = cmd.spawn().expect("start the service binary");
+        let process = Process::spawn(
+            command(extra)
+                .stdout(std::fs::File::create(&stdout_path).unwrap())
+                .stderr(std::fs::File::create(&stderr_path).unwrap()),
+        );
         let mut service = Self {
             addr: "127.0.0.1:0".parse().unwrap(),
             stdout_path,
             stderr_path,
-            child,
+            process,
             _dir: dir,
         };
         let listening = service.wait_for_json(|l| l["fields"]["message"] == "listening");
-        service.addr = listening["fields"]["addr"]
-            .as_str()
-            .unwrap()
-            .parse()
-            .unwrap();
+        service.addr = test_support::listening_addr(&listening).expect("the listening address");
         service
     }
 
@@ -67,7 +73,7 @@ impl Service {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     /// The complete lines of stdout so far, parsed (a line that is not JSON fails the test).
@@ -81,65 +87,35 @@ impl Service {
     }
 
     /// Polls stdout until a line matches, or fails after [`DEADLINE`] or if the process exits.
-    pub fn wait_for_json(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
-        let start = Instant::now();
-        loop {
+    pub fn wait_for_json(&self, pred: impl Fn(&Value) -> bool) -> Value {
+        test_support::poll(Instant::now() + DEADLINE, || {
             if let Some(line) = self.json_lines().into_iter().find(|l| pred(l)) {
-                return line;
+                return Some(line);
             }
-            if let Some(status) = self.child.try_wait().unwrap() {
+            if let Some(status) = self.process.try_exit() {
                 panic!(
                     "service exited with {status} before the line appeared; stderr:\n{}",
                     self.stderr()
                 );
             }
-            assert!(
-                start.elapsed() < DEADLINE,
-                "no matching line within {DEADLINE:?}"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+            None
+        })
+        .unwrap_or_else(|| panic!("no matching line within {DEADLINE:?}"))
     }
 
     /// Sends SIGTERM (without waiting).
     pub fn sigterm(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -TERM failed");
+        self.process.sigterm();
     }
 
     /// Waits for the process to exit, or fails after [`DEADLINE`].
-    pub fn wait_exit(&mut self) -> ExitStatus {
-        wait_exit(&mut self.child)
+    pub fn wait_exit(&self) -> ExitStatus {
+        self.process.wait_exit(Instant::now() + DEADLINE)
     }
 
     /// Whether the process is still running.
-    pub fn is_running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Waits for `child` to exit, killing it and failing after [`DEADLINE`].
-pub fn wait_exit(child: &mut Child) -> ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if start.elapsed() > DEADLINE {
-            let _ = child.kill();
-            panic!("process did not exit within {DEADLINE:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
+    pub fn is_running(&self) -> bool {
+        self.process.try_exit().is_none()
     }
 }
 
@@ -149,16 +125,6 @@ pub fn complete_lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
     bytes[..end]
         .split(|&b| b == b'\n')
         .filter(|line| !line.is_empty())
-}
-
-/// A `/proc/<pid>/status` value in KiB (`VmRSS`, `VmHWM`, …).
-pub fn proc_status_kib(pid: u32, key: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(key)?.strip_prefix(':'))
-        .and_then(|value| value.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
 }
 
 /// How many file descriptors `pid` has open.

@@ -11,8 +11,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+use test_support::DEADLINE;
+
 use crate::{
-    helpers::DEADLINE,
     process::{complete_lines, files_in, Service},
     rawhttp::Conn,
 };
@@ -51,7 +52,7 @@ fn count_lines(path: &Path) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_a_burst_leaves_only_complete_json_lines() {
     let log_dir = tempfile::tempdir().unwrap();
-    let mut service = Service::start(&[
+    let service = Service::start(&[
         ("WORKERS", "2"),
         ("SHUTDOWN_TIMEOUT_S", "3"),
         ("LOG_DIR", log_dir.path().to_str().unwrap()),

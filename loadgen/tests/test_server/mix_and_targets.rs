@@ -1,11 +1,9 @@
 //! Route mix, multi-address expansion, per-instance rows, request-id echo, and the links to
 //! the logs.
 
-mod common;
-
 use std::{collections::HashMap, net::IpAddr, time::Duration};
 
-use common::{spawn, spawn_on, Behaviour};
+use crate::server::{config, discover, spawn, spawn_on, Behaviour, TestServer};
 use loadgen::{
     links,
     run::{run_round, Load},
@@ -16,7 +14,7 @@ use loadgen::{
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_mix_weights_hold_within_3_percent() {
     let server = spawn(Behaviour::default()).await;
-    let mut cfg = common::config(
+    let mut cfg = config(
         &[server.url()],
         Load::Closed { connections: 4 },
         Duration::from_millis(1500),
@@ -24,7 +22,7 @@ async fn the_mix_weights_hold_within_3_percent() {
     cfg.scenario.mix = "orders=60,config_sync=25,cpu_inline=15"
         .parse::<Mix>()
         .unwrap();
-    let endpoints = common::discover(&cfg).await;
+    let endpoints = discover(&cfg).await;
     let report = run_round(&cfg, &endpoints, 1).await;
 
     let total = report.total.requests as f64;
@@ -62,7 +60,7 @@ async fn the_mix_weights_hold_within_3_percent() {
 }
 
 /// Binds 127.0.0.1:P and 127.0.0.2:P for the same P, retrying if P is taken on .2.
-async fn twin_servers() -> (common::TestServer, common::TestServer) {
+async fn twin_servers() -> (TestServer, TestServer) {
     let b = |name: &str, flavor: &str| Behaviour {
         instance: Some((name.to_owned(), flavor.to_owned())),
         ..Behaviour::default()
@@ -81,7 +79,7 @@ async fn twin_servers() -> (common::TestServer, common::TestServer) {
 async fn a_name_with_two_addresses_gets_a_row_per_instance_and_keeps_its_host_header() {
     let (one, two) = twin_servers().await;
     let port = one.addr.port();
-    let mut cfg = common::config(
+    let mut cfg = config(
         &[format!("http://lab.test:{port}")],
         Load::Open {
             rate: 200.0,
@@ -92,7 +90,7 @@ async fn a_name_with_two_addresses_gets_a_row_per_instance_and_keeps_its_host_he
     cfg.resolve = vec!["lab.test=127.0.0.1,127.0.0.2"
         .parse::<ResolveOverride>()
         .unwrap()];
-    let endpoints = common::discover(&cfg).await;
+    let endpoints = discover(&cfg).await;
     let report = run_round(&cfg, &endpoints, 1).await;
 
     let rows: Vec<_> = report
@@ -125,7 +123,7 @@ async fn a_name_with_two_addresses_gets_a_row_per_instance_and_keeps_its_host_he
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_without_healthz_json_is_labelled_by_its_address() {
     let server = spawn(Behaviour::default()).await;
-    let cfg = common::config(
+    let cfg = config(
         &[server.url()],
         Load::Open {
             rate: 50.0,
@@ -133,7 +131,7 @@ async fn an_instance_without_healthz_json_is_labelled_by_its_address() {
         },
         Duration::from_millis(200),
     );
-    let endpoints = common::discover(&cfg).await;
+    let endpoints = discover(&cfg).await;
     assert_eq!(endpoints[0].instance, server.addr.to_string());
     assert_eq!(endpoints[0].flavor, None);
 }
@@ -145,7 +143,7 @@ async fn missing_request_id_echoes_are_counted_as_mismatches() {
         ..Behaviour::default()
     })
     .await;
-    let cfg = common::config(
+    let cfg = config(
         &[server.url()],
         Load::Open {
             rate: 100.0,
@@ -153,7 +151,7 @@ async fn missing_request_id_echoes_are_counted_as_mismatches() {
         },
         Duration::from_millis(300),
     );
-    let endpoints = common::discover(&cfg).await;
+    let endpoints = discover(&cfg).await;
     let report = run_round(&cfg, &endpoints, 1).await;
     assert_eq!(report.total.requests, 30);
     assert_eq!(report.total.id_mismatches, 30);
@@ -167,7 +165,7 @@ async fn missing_request_id_echoes_are_counted_as_mismatches() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn explore_links_decode_to_the_shared_logql_query() {
     let server = spawn(Behaviour::default()).await;
-    let mut cfg = common::config(
+    let mut cfg = config(
         &[server.url()],
         Load::Open {
             rate: 100.0,
@@ -177,11 +175,11 @@ async fn explore_links_decode_to_the_shared_logql_query() {
     );
     cfg.links.grafana_url = "http://grafana.example:3000/sub/".to_owned();
     cfg.links.datasource_uid = "my-loki".to_owned();
-    let endpoints = common::discover(&cfg).await;
+    let endpoints = discover(&cfg).await;
     let report = run_round(&cfg, &endpoints, 1).await;
 
     let shared: serde_json::Value =
-        serde_json::from_str(include_str!("../../grafana/queries.json")).unwrap();
+        serde_json::from_str(include_str!("../../../grafana/queries.json")).unwrap();
     let template = shared["request_by_id"].as_str().unwrap();
     assert!(!report.slowest.is_empty());
     for slow in &report.slowest {

@@ -88,26 +88,6 @@ pub fn entry_labels(target: &Labels) -> Labels {
         .collect()
 }
 
-/// The `stage.json` expressions of a `loki.process` block: (extracted name, JMESPath), with
-/// an empty path meaning "the same as the name", as Alloy reads it.
-pub fn json_expressions(process: &Block) -> Vec<(String, String)> {
-    process
-        .blocks_named("stage.json")
-        .flat_map(|stage| {
-            stage
-                .attr("expressions")
-                .and_then(Value::as_object)
-                .expect("stage.json has an expressions object")
-                .iter()
-                .map(|(name, path)| {
-                    let path = path.as_str().expect("a JMESPath expression is a string");
-                    let path = if path.is_empty() { name } else { path };
-                    (name.clone(), path.to_string())
-                })
-        })
-        .collect()
-}
-
 /// The names a `stage.labels` / `stage.structured_metadata` block sets.
 pub fn stage_keys(process: &Block, stage: &str) -> Vec<String> {
     process
@@ -142,7 +122,7 @@ pub fn process(process: &Block, labels: Labels, line: &str) -> Option<Entry> {
                 // Alloy unmarshals into a map: anything but a JSON object is malformed.
                 match serde_json::from_str::<serde_json::Value>(line) {
                     Ok(doc @ serde_json::Value::Object(_)) => {
-                        for (name, path) in json_expressions_of(stage) {
+                        for (name, path) in json_expressions(stage) {
                             let expr = jmespath::compile(&path).unwrap_or_else(|e| {
                                 panic!("JMESPath {path:?} does not compile: {e}")
                             });
@@ -227,7 +207,7 @@ pub fn process(process: &Block, labels: Labels, line: &str) -> Option<Entry> {
             }
             other => panic!(
                 "the pipeline model does not know `{other}`: teach it (and whether it can drop \
-                 a line) in labcheck/tests/logstack/pipeline.rs"
+                 a line) in labcheck/src/pipeline.rs"
             ),
         }
     }
@@ -271,12 +251,20 @@ pub fn process_stream(process_block: &Block, labels: &Labels, lines: &[&str]) ->
     out
 }
 
-fn json_expressions_of(stage: &Block) -> Vec<(String, String)> {
-    let one = Block {
-        blocks: vec![stage.clone()],
-        ..Block::default()
-    };
-    json_expressions(&one)
+/// The expressions of one `stage.json` block: (extracted name, JMESPath), with an empty path
+/// meaning "the same as the name", as Alloy reads it.
+fn json_expressions(stage: &Block) -> Vec<(String, String)> {
+    stage
+        .attr("expressions")
+        .and_then(Value::as_object)
+        .expect("stage.json has an expressions object")
+        .iter()
+        .map(|(name, path)| {
+            let path = path.as_str().expect("a JMESPath expression is a string");
+            let path = if path.is_empty() { name } else { path };
+            (name.clone(), path.to_string())
+        })
+        .collect()
 }
 
 /// How Alloy turns an extracted JSON value into a label or metadata value: strings as they

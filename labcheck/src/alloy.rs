@@ -363,38 +363,43 @@ impl Parser {
     }
 }
 
-#[test]
-fn the_reader_understands_blocks_labels_objects_lists_and_comments() {
-    let root = parse(
-        r#"
-        // a comment
-        a.b "x" {
-          s = "q\"uote"  /* inline */
-          r = `raw "json"`
-          l = ["p", "q",]
-          o = { k = "", "k-2" = 2, }
-          f = other.thing.export
-          inner { n = true }
-        }
-        "#,
-    )
-    .expect("parses");
-    let b = root.component("a.b", "x");
-    assert_eq!(b.str_attr("s"), Some("q\"uote"));
-    assert_eq!(b.str_attr("r"), Some("raw \"json\""));
-    assert_eq!(
-        b.attr("l").and_then(Value::as_list).map(<[Value]>::len),
-        Some(2)
-    );
-    let o = b.attr("o").and_then(Value::as_object).expect("object");
-    assert_eq!(o[1], ("k-2".to_string(), Value::Number(2.0)));
-    assert_eq!(b.attr("f"), Some(&Value::Ref("other.thing.export".into())));
-    assert_eq!(b.only("inner").attr("n"), Some(&Value::Bool(true)));
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-#[test]
-fn the_reader_rejects_what_it_does_not_understand() {
-    assert!(parse("a { b = }").is_err());
-    assert!(parse("a { b = \"open }").is_err());
-    assert!(parse("a \"x\" { ").is_err());
+    #[test]
+    fn the_reader_understands_blocks_labels_objects_lists_and_comments() {
+        let root = parse(
+            r#"
+            // a comment
+            a.b "x" {
+              s = "q\"uote"  /* inline */
+              r = `raw "json"`
+              l = ["p", "q",]
+              o = { k = "", "k-2" = 2, }
+              f = other.thing.export
+              inner { n = true }
+            }
+            "#,
+        )
+        .expect("parses");
+        let b = root.component("a.b", "x");
+        assert_eq!(b.str_attr("s"), Some("q\"uote"));
+        assert_eq!(b.str_attr("r"), Some("raw \"json\""));
+        assert_eq!(
+            b.attr("l").and_then(Value::as_list).map(<[Value]>::len),
+            Some(2)
+        );
+        let o = b.attr("o").and_then(Value::as_object).expect("object");
+        assert_eq!(o[1], ("k-2".to_string(), Value::Number(2.0)));
+        assert_eq!(b.attr("f"), Some(&Value::Ref("other.thing.export".into())));
+        assert_eq!(b.only("inner").attr("n"), Some(&Value::Bool(true)));
+    }
+
+    #[test]
+    fn the_reader_rejects_what_it_does_not_understand() {
+        assert!(parse("a { b = }").is_err());
+        assert!(parse("a { b = \"open }").is_err());
+        assert!(parse("a \"x\" { ").is_err());
+    }
 }

@@ -1,11 +1,9 @@
 //! The binary as a user runs it: bad input, unreachable targets, gates, and the JSON report
 //! checked against its documented schema (`loadgen/report.schema.json`).
 
-mod common;
-
 use std::{process::Output, time::Duration};
 
-use common::{spawn, Behaviour};
+use crate::server::{eventually, spawn, Behaviour};
 use tokio::process::Command;
 
 async fn loadgen(args: &[&str]) -> Output {
@@ -141,7 +139,7 @@ async fn every_round_writes_a_json_line_that_matches_the_documented_schema() {
     assert!(stdout.contains("slowest"), "{stdout}");
 
     let schema: serde_json::Value =
-        serde_json::from_str(include_str!("../report.schema.json")).unwrap();
+        serde_json::from_str(include_str!("../../report.schema.json")).unwrap();
     let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
     let written = std::fs::read_to_string(&path).unwrap();
     let lines: Vec<_> = written.lines().collect();
@@ -231,7 +229,7 @@ async fn endless_rounds_stop_cleanly_on_sigterm() {
         .spawn()
         .unwrap();
     // Past the first round: the endless run is under way.
-    assert!(common::eventually(Duration::from_secs(10), || server.requests() >= 15).await);
+    assert!(eventually(Duration::from_secs(10), || server.requests() >= 15).await);
     let pid = child.id().unwrap().to_string();
     let killed = std::process::Command::new("kill")
         .args(["-TERM", &pid])

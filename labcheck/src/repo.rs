@@ -1,4 +1,5 @@
-//! Paths and readers shared by the checks.
+//! The repository's files the checks read: their paths, and readers that fail the test with
+//! the file's name.
 
 use std::path::PathBuf;
 

@@ -1,6 +1,5 @@
-//! Test helpers: a tiny hyper server on port 0 whose behaviour each test chooses, and
-//! helpers to drive loadgen against it. No fixed ports, no sleeps as synchronisation.
-#![allow(dead_code)]
+//! A tiny hyper server on port 0 whose behaviour each test chooses, and helpers to drive
+//! loadgen against it. No fixed ports, no sleeps as synchronisation.
 
 use std::{
     convert::Infallible,

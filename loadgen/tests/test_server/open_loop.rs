@@ -1,11 +1,9 @@
 //! Open-loop behaviour against in-process servers: rate accuracy, coordinated-omission
 //! correction, and a target that dies mid-run.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{spawn, Behaviour};
+use crate::server::{config, discover, eventually, spawn, Behaviour};
 use loadgen::{
     report::Mode,
     run::{run_round, Load},
@@ -15,7 +13,7 @@ use loadgen::{
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_loop_holds_500_requests_per_second_within_5_percent() {
     let server = spawn(Behaviour::default()).await;
-    let cfg = common::config(
+    let cfg = config(
         &[server.url()],
         Load::Open {
             rate: 500.0,
@@ -23,7 +21,7 @@ async fn open_loop_holds_500_requests_per_second_within_5_percent() {
         },
         Duration::from_secs(2),
     );
-    let endpoints = common::discover(&cfg).await;
+    let endpoints = discover(&cfg).await;
     let report = run_round(&cfg, &endpoints, 1).await;
 
     assert_eq!(report.mode, Mode::Open);
@@ -48,7 +46,7 @@ async fn a_single_stall_shows_in_the_corrected_tail_but_as_one_slow_send() {
         ..Behaviour::default()
     })
     .await;
-    let mut cfg = common::config(
+    let mut cfg = config(
         &[server.url()],
         Load::Open {
             rate: 100.0,
@@ -58,7 +56,7 @@ async fn a_single_stall_shows_in_the_corrected_tail_but_as_one_slow_send() {
     );
     cfg.scenario.mix = "orders=1".parse::<Mix>().unwrap();
     cfg.slowest = 60;
-    let endpoints = common::discover(&cfg).await;
+    let endpoints = discover(&cfg).await;
     let report = run_round(&cfg, &endpoints, 1).await;
 
     let corrected = report.total.latency.corrected.unwrap();
@@ -108,7 +106,7 @@ async fn a_target_that_dies_mid_run_counts_errors_and_the_run_goes_on() {
         ..Behaviour::default()
     })
     .await;
-    let cfg = common::config(
+    let cfg = config(
         &[doomed.url(), survivor.url()],
         Load::Open {
             rate: 200.0,
@@ -116,9 +114,9 @@ async fn a_target_that_dies_mid_run_counts_errors_and_the_run_goes_on() {
         },
         Duration::from_millis(1500),
     );
-    let endpoints = common::discover(&cfg).await;
+    let endpoints = discover(&cfg).await;
     let run = tokio::spawn(async move { run_round(&cfg, &endpoints, 1).await });
-    assert!(common::eventually(Duration::from_secs(5), || doomed.requests() >= 30).await);
+    assert!(eventually(Duration::from_secs(5), || doomed.requests() >= 30).await);
     doomed.kill();
     let report = run.await.unwrap();
 
@@ -153,7 +151,7 @@ async fn connections_the_server_closed_while_idle_are_replaced_not_counted_as_er
     .await;
     // 2 workers at 10 req/s: each connection idles 200 ms between its requests, long after
     // the server closed it.
-    let cfg = common::config(
+    let cfg = config(
         &[server.url()],
         Load::Open {
             rate: 10.0,
@@ -161,7 +159,7 @@ async fn connections_the_server_closed_while_idle_are_replaced_not_counted_as_er
         },
         Duration::from_millis(1500),
     );
-    let endpoints = common::discover(&cfg).await;
+    let endpoints = discover(&cfg).await;
     let report = run_round(&cfg, &endpoints, 1).await;
     assert_eq!(report.total.requests, 15);
     assert_eq!(report.total.errors, 0, "{:?}", report.total.errors_by_kind);
