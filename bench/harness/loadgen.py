@@ -37,8 +37,10 @@ def timed(cmd):
     """Runs `cmd` to the end; (its stdout, user + system seconds)."""
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     out = p.stdout.read()
-    _, _, usage = os.wait4(p.pid, 0)
-    p.returncode = 0
+    _, status, usage = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    if p.returncode != 0:
+        sys.exit(f"error: {' '.join(cmd)} exited with {p.returncode}")
     return out.decode(), usage.ru_utime + usage.ru_stime
 
 

@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import tempfile
 import time
@@ -82,7 +83,7 @@ def env(settings, work):
 def throughput(binaries, s, work):
     def one(name):
         _, build, settings, _ = next(c for c in CONFIGS if c[0] == name)
-        subprocess.run(["rm", "-rf", str(work / "logs")])
+        shutil.rmtree(work / "logs", ignore_errors=True)
         with proc.Server(binaries[build], env(settings, work), cpu=proc.SERVER_CPU) as server:
             r = proc.measured_wrk(server, s["duration_s"], s["warmup_s"], s["connections"])
         proc.log(f"{name}: {r['rate']:.0f} req/s, p99 {r['p99_ms']:.3f} ms, {r['cpu_us']:.2f} µs CPU/request")
