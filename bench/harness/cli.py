@@ -14,7 +14,7 @@ from bench.harness import callgrind, canary, loadgen, macro, soak, stacks, wirin
 from bench.harness.pages import Store, replace_block
 
 COMMANDS = {
-    "macro": (macro, "the full suite behind docs/benchmarks.md (about 30 minutes)"),
+    "macro": (macro, "the full suite behind docs/benchmarks.md (well over half an hour)"),
     "wiring": (wiring, "the lab's tracing wiring against the article's, over TCP"),
     "canary": (canary, "the canary (console build) against the release build"),
     "soak": (soak, "overload of a lock route, and a 3-minute soak"),
