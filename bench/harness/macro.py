@@ -388,10 +388,8 @@ def render_commands(d):
 
 
 def blocks(d):
-    out = {"macro": render_macro(d), "commands": render_commands(d)}
-    if d.get("wiring"):
-        out["wiring"] = wiring.body(d["wiring"])
-    return out
+    return {"macro": render_macro(d), "commands": render_commands(d),
+            "wiring": wiring.body(d["wiring"]) if d["wiring"] else "Not run this time (`--skip wiring`)."}
 
 
 def add_arguments(parser):
