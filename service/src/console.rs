@@ -9,9 +9,9 @@
 //! checks that the address can be bound before the server thread tries.
 //!
 //! Its defaults are the lab's, not console-subscriber's, so that a canary left running cannot
-//! eat the host's memory: every task costs two histograms (poll and scheduled time) of about
-//! 24 KiB each for as long as it is alive and for the retention after it ends, so memory is
-//! about tasks per second × retention × bytes per task, plus the live tasks. [`layer`] builds
+//! eat the host's memory: every task costs two histograms (poll and scheduled time) for as
+//! long as it is alive and for the retention after it ends, so memory is about tasks per second
+//! × retention × bytes per task, plus the live tasks. [`layer`] builds
 //! the layer with `Builder::build()` and a per-layer filter of its own (tasks and wakers; tokio's
 //! resource and async-op spans only with `TOKIO_CONSOLE_RESOURCES=true`), and serves it on its
 //! own thread with its own runtime, as `Builder::spawn()` does. Measurements: `docs/benchmarks.md`.

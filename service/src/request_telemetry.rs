@@ -4,15 +4,12 @@
 //!
 //! **Why not tracing-actix-web's `TracingLogger`**, which the lab used first: it ignores an
 //! incoming `x-request-id`, never sets the response header, and does per-request work the lab
-//! then paid for twice. Per request it generates its own id beside the lab's, inserts it and a
-//! clone of the span into the request's extensions, and wraps the response body so that each
-//! body poll re-enters the span; the lab needed a second middleware for the header and the
-//! access line, and its root span builder had to match the route against the router again,
-//! before routing. With `RUST_LOG=off`, request tracing built that way cost about 2.8 µs of
-//! server CPU per request over none, against 9 µs for the whole request; this middleware
-//! brought it to about 1 µs (`docs/benchmarks.md`, "what each change was worth"). It does only
-//! what the lab's log lines need: one id, one span, one event, and the route read after
-//! routing, by the matched resource's name instead of re-running the router.
+//! then paid for twice (an id of its own beside the lab's, a clone of the span in the request's
+//! extensions, a body wrapper that re-enters the span on every poll, and a second match of the
+//! route before routing). This middleware does only what the lab's log lines need: one id, one
+//! span, one event, and the route read after routing, by the matched resource's name. What
+//! that was worth per request is measured in `docs/benchmarks.md` ("what each change was
+//! worth").
 //!
 //! The route is on the access line, not on the span: it is known only once the router has run,
 //! and recording it into the span afterwards would make every line before it differ.
@@ -133,7 +130,8 @@ where
                 .map_or(UNMATCHED, |res| route(res.request())),
             status = status(&outcome),
             // Whole microseconds: the line stays short, and nothing finer is meaningful here.
-            latency_ms = this.started.elapsed().as_micros() as f64 / 1000.0,
+            // (Through u64: a u128-to-float conversion is a library call.)
+            latency_ms = this.started.elapsed().as_micros() as u64 as f64 / 1000.0,
             "request finished"
         );
         if let Ok(res) = &mut outcome {

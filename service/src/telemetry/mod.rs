@@ -3,8 +3,9 @@
 //! - One `tracing_subscriber::registry()`. Every output layer carries its **own** `EnvFilter`
 //!   from `RUST_LOG` (a per-layer filter). A registry-wide filter would also decide for the
 //!   canary's console layer and hide tokio's task spans from it.
-//! - JSON lines (current span and span list) for shipping; `pretty` for people. Spans emit a
-//!   close event with `time.busy` and `time.idle`, so one log line shows a blocked handler.
+//! - JSON lines (current span and span list) for shipping, written by the lab's own layer
+//!   ([`mod@json_layer`]); `pretty` for people. Spans emit a close event with `time.busy` and
+//!   `time.idle`, so one log line shows a blocked handler.
 //! - Writers are tracing-appender's non-blocking ones in **lossless** mode: when the queue is
 //!   full the logging thread waits rather than dropping lines. Stdout always; rolling JSON
 //!   files (daily, 7 kept) when `LOG_DIR` is set.
@@ -30,10 +31,8 @@ use tracing_subscriber::{
 
 use crate::config::{LogFormat, Settings};
 
-pub mod close_events;
 pub mod json;
-
-use close_events::CloseEvents;
+pub mod json_layer;
 
 use crate::request_telemetry::ROOT_SPAN;
 
@@ -72,7 +71,7 @@ pub enum TelemetryError {
 /// Installs the global subscriber described in the module doc.
 pub fn init(settings: &Settings) -> Result<TelemetryGuard, TelemetryError> {
     let mut guards = Vec::new();
-    let (stdout, guard) = lossless_writer(Box::new(std::io::stdout()), "log-stdout");
+    let (stdout, guard) = lossless_writer(stdout_sink(), "log-stdout");
     guards.push(guard);
     let file = match &settings.log_dir {
         Some(dir) => {
@@ -108,6 +107,17 @@ pub fn lossless_writer(
             WRITE_BATCH_BYTES,
             ReportErrorsOnce::new(sink, name),
         ))
+}
+
+/// Standard output for the log thread: a duplicate of its descriptor as a plain file, so a
+/// batch of lines is one `write(2)` without `Stdout`'s lock and its scan for the last newline
+/// (the writer thread already batches whole lines). `Stdout` itself if it cannot be duplicated.
+fn stdout_sink() -> Box<dyn Write + Send> {
+    use std::os::fd::AsFd;
+    match std::io::stdout().as_fd().try_clone_to_owned() {
+        Ok(fd) => Box::new(std::fs::File::from(fd)),
+        Err(_) => Box::new(std::io::stdout()),
+    }
 }
 
 /// Every layer but the canary's console layer: the watchdog's and the outputs `settings` asks
@@ -179,21 +189,14 @@ fn console_layer() -> Result<(Option<BoxedLayer>, Option<std::net::SocketAddr>),
     Ok((None, None))
 }
 
-/// JSON lines ([`json`]): event fields under `fields`, the current span under `span`, the span
-/// list under `spans`, and a close event per span with its busy and idle time.
+/// JSON lines ([`json`]) for what `filter` enables: event fields under `fields`, the current
+/// span under `span`, the span list under `spans`, and a close line per span (but the
+/// request's root span) with its busy and idle time.
 pub fn json_layer<W>(writer: W, filter: &str) -> Result<BoxedLayer, TelemetryError>
 where
     W: for<'w> fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
-    let lines = fmt::layer()
-        .with_ansi(false)
-        .log_internal_errors(false)
-        .fmt_fields(json::JsonFields)
-        .event_format(json::JsonLines)
-        .with_writer(writer);
-    Ok(CloseEvents::new(lines, ROOT_SPAN)
-        .with_filter(EnvFilter::try_new(filter)?)
-        .boxed())
+    Ok(json_layer::JsonLayer::new(writer, filter, ROOT_SPAN)?.boxed())
 }
 
 fn pretty_layer(writer: NonBlocking, filter: &str) -> Result<BoxedLayer, TelemetryError> {

@@ -1,12 +1,19 @@
 //! The tracing layer: span enter and exit mark what a thread is polling (it works on every
 //! executor, actix's `LocalSet` workers included), and a span's `request_id` is kept for the
 //! checker's line.
+//!
+//! It follows spans at INFO or above but the request's root span, and says so per callsite
+//! rather than through a per-layer filter: such a filter looks every span up again on every
+//! callback, and its bookkeeping would make the JSON layer beside it pay the same
+//! (`telemetry::json_layer`).
 
 use std::sync::Arc;
 
 use tracing::{
     field::{Field, Visit},
-    span, Id, Subscriber,
+    span,
+    subscriber::Interest,
+    Id, Level, Metadata, Subscriber,
 };
 use tracing_subscriber::{layer::Context, registry::LookupSpan, Layer};
 
@@ -18,7 +25,22 @@ const REQUEST_ID: &str = "request_id";
 /// Tracks span enter/exit per thread for the checker thread.
 #[derive(Debug, Clone, Copy)]
 pub struct WatchdogLayer {
-    pub(super) _private: (),
+    /// The request's root span, reported by the middleware itself ([`super::poll_request`]).
+    pub(super) root_span: &'static str,
+}
+
+impl WatchdogLayer {
+    /// Whether the layer follows spans of this callsite.
+    fn follows(&self, meta: &Metadata<'_>) -> bool {
+        meta.is_span() && *meta.level() <= Level::INFO && meta.name() != self.root_span
+    }
+
+    fn follows_span<S>(&self, id: &Id, ctx: &Context<'_, S>) -> bool
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        ctx.metadata(id).is_some_and(|meta| self.follows(meta))
+    }
 }
 
 /// The request id stored on a span when it is created.
@@ -44,8 +66,18 @@ impl<S> Layer<S> for WatchdogLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
+    /// Only its own callsites; a callsite that no other layer wants either is then never built.
+    fn register_callsite(&self, meta: &'static Metadata<'static>) -> Interest {
+        if self.follows(meta) {
+            Interest::always()
+        } else {
+            Interest::never()
+        }
+    }
+
     fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        if attrs.metadata().fields().field(REQUEST_ID).is_none() {
+        if !self.follows(attrs.metadata()) || attrs.metadata().fields().field(REQUEST_ID).is_none()
+        {
             return;
         }
         let mut visitor = RequestIdVisitor(None);
@@ -55,7 +87,10 @@ where
         }
     }
 
-    fn on_enter(&self, id: &Id, _ctx: Context<'_, S>) {
+    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
+        if !self.follows_span(id, &ctx) {
+            return;
+        }
         threads::with_current(|slot| {
             let mut state = slot.state();
             state.begin_poll_if_idle();
@@ -63,7 +98,10 @@ where
         });
     }
 
-    fn on_exit(&self, id: &Id, _ctx: Context<'_, S>) {
+    fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
+        if !self.follows_span(id, &ctx) {
+            return;
+        }
         let ended = threads::with_current(|slot| {
             let mut state = slot.state();
             if let Some(position) = state.stack.iter().rposition(|entered| entered == id) {

@@ -30,8 +30,8 @@
 
 use std::time::Duration;
 
-use tracing::{Level, Subscriber};
-use tracing_subscriber::{filter::filter_fn, registry::LookupSpan, Layer};
+use tracing::Subscriber;
+use tracing_subscriber::{registry::LookupSpan, Layer};
 
 mod checker;
 mod heartbeat;
@@ -59,7 +59,7 @@ pub struct Options {
     pub keep_record: bool,
 }
 
-/// Starts the watchdog's checker thread and returns its layer, filtered to spans at INFO or
+/// Starts the watchdog's checker thread and returns its layer, which follows spans at INFO or
 /// above; `None` when the threshold is zero (the watchdog is off).
 pub fn layer<S>(options: Options) -> Option<impl Layer<S> + Send + Sync>
 where
@@ -77,11 +77,9 @@ where
     }
     .spawn(options.capture_stacks);
     poll::enable();
-    let root_span = options.root_span;
-    let spans_only = filter_fn(move |meta| {
-        meta.is_span() && *meta.level() <= Level::INFO && meta.name() != root_span
-    });
-    Some(WatchdogLayer { _private: () }.with_filter(spans_only))
+    Some(WatchdogLayer {
+        root_span: options.root_span,
+    })
 }
 
 #[cfg(test)]

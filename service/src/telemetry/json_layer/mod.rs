@@ -1,0 +1,292 @@
+//! The JSON lines layer: one tracing layer that filters, keeps each span's fields, times the
+//! spans whose close line it prints, and writes whole lines ([`super::json`] has the format).
+//!
+//! **Why one layer of its own** instead of tracing-subscriber's `fmt::Layer` with a custom
+//! formatter, wrapped in a close-event layer and a per-layer filter (the lab's first wiring):
+//! the access line is written on every request, and in that stack most of its cost was
+//! plumbing, not bytes: a registry look-up per layer per callback, the filter's bookkeeping,
+//! a second buffer, and timings kept for the root span, whose close line is never printed
+//! (`docs/benchmarks.md`, issue 20, has the instruction counts). Here a span is looked up
+//! once per callback, its fields are rendered once at creation, and a line is built in one
+//! reused buffer and handed to the writer in one call.
+//!
+//! Filtering is `RUST_LOG`'s [`EnvFilter`], asked directly; it is told about spans only when
+//! `RUST_LOG` has span directives (`[span{field=value}]`), the only ones that need them. The
+//! layer never disables a callsite for the other layers (the watchdog's, the console's).
+
+use std::{cell::RefCell, io::Write as _, ops::Range, time::Instant};
+
+use tracing::{
+    level_filters::LevelFilter, span, subscriber::Interest, Event, Id, Metadata, Subscriber,
+};
+use tracing_subscriber::{
+    fmt::MakeWriter,
+    layer::Context,
+    registry::{LookupSpan, SpanRef},
+    EnvFilter, Layer,
+};
+
+use super::json::{write_timestamp, JsonVisitor, Line, Timing};
+
+mod timings;
+use timings::{nanos, Timings};
+
+/// Writes JSON lines for the events and spans `filter` enables (see the module doc).
+pub struct JsonLayer<W> {
+    writer: W,
+    filter: EnvFilter,
+    /// The filter's most verbose level: anything beyond is rejected before asking it.
+    max_level: LevelFilter,
+    /// Whether `RUST_LOG` has span directives, so that the filter must follow every span.
+    span_directives: bool,
+    /// Spans with this name print no close line, so are not timed (the request's root span:
+    /// its access line reports the request).
+    untimed: &'static str,
+}
+
+impl<W> JsonLayer<W> {
+    /// Lines for what `rust_log` enables, to `writer`, with close lines for every span but
+    /// those named `untimed`.
+    pub fn new(
+        writer: W,
+        rust_log: &str,
+        untimed: &'static str,
+    ) -> Result<Self, tracing_subscriber::filter::ParseError> {
+        let filter = EnvFilter::try_new(rust_log)?;
+        Ok(Self {
+            writer,
+            max_level: filter.max_level_hint().unwrap_or(LevelFilter::TRACE),
+            filter,
+            span_directives: rust_log.contains('['),
+            untimed,
+        })
+    }
+
+    fn enabled<S: Subscriber>(&self, meta: &Metadata<'_>, ctx: &Context<'_, S>) -> bool {
+        *meta.level() <= self.max_level && self.filter.enabled(meta, ctx.clone())
+    }
+}
+
+/// What the layer keeps on each span it enables: its fields as a JSON fragment
+/// (`"k":v,"k2":v2`), where in it the `request_id` value is, and its timings if it is timed.
+struct SpanJson {
+    fields: Line,
+    request_id: Option<Range<usize>>,
+    timings: Option<Timings>,
+}
+
+impl<S, W> Layer<S> for JsonLayer<W>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    /// The filter's verdict for this layer alone: in the lab's `Vec` of layers a callsite is
+    /// enabled when any layer wants it, so a `never` here disables nothing the others need.
+    fn register_callsite(&self, meta: &'static Metadata<'static>) -> Interest {
+        Layer::<S>::register_callsite(&self.filter, meta)
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Some(self.max_level)
+    }
+
+    fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        if self.span_directives {
+            self.filter.on_new_span(attrs, id, ctx.clone());
+        }
+        let meta = attrs.metadata();
+        if !self.enabled(meta, &ctx) {
+            return;
+        }
+        let Some(span) = ctx.span(id) else { return };
+        let mut fields = Line::with_capacity(96);
+        let mut visitor = JsonVisitor::new(&mut fields, true);
+        attrs.record(&mut visitor);
+        let request_id = visitor.request_id.take();
+        let timings = (meta.name() != self.untimed).then(Timings::start);
+        span.extensions_mut().insert(SpanJson {
+            request_id,
+            fields,
+            timings,
+        });
+    }
+
+    /// `Span::record` appends to the stored fragment.
+    fn on_record(&self, id: &Id, values: &span::Record<'_>, ctx: Context<'_, S>) {
+        if self.span_directives {
+            self.filter.on_record(id, values, ctx.clone());
+        }
+        let Some(span) = ctx.span(id) else { return };
+        let mut extensions = span.extensions_mut();
+        let Some(json) = extensions.get_mut::<SpanJson>() else {
+            return;
+        };
+        let first = json.fields.is_empty();
+        let mut visitor = JsonVisitor::new(&mut json.fields, first);
+        values.record(&mut visitor);
+        json.request_id = json.request_id.take().or(visitor.request_id);
+    }
+
+    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
+        if self.span_directives {
+            self.filter.on_enter(id, ctx.clone());
+        }
+        self.with_timings(id, &ctx, Timings::enter);
+    }
+
+    fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
+        if self.span_directives {
+            self.filter.on_exit(id, ctx.clone());
+        }
+        self.with_timings(id, &ctx, Timings::exit);
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        if self.span_directives {
+            self.filter.on_close(id.clone(), ctx.clone());
+        }
+        let Some(span) = ctx.span(&id) else { return };
+        if span.name() == self.untimed {
+            return;
+        }
+        let timings = span
+            .extensions_mut()
+            .get_mut::<SpanJson>()
+            .and_then(|json| json.timings.take());
+        if let Some(t) = timings {
+            let idle = Timing(t.idle + nanos(Instant::now() - t.last));
+            self.write_line(span.metadata(), Some(span), |out| {
+                out.push_str("\"message\":\"close\",\"time.busy\":\"");
+                Timing(t.busy).write(out);
+                out.push_str("\",\"time.idle\":\"");
+                idle.write(out);
+                out.push_str("\"");
+            });
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let meta = event.metadata();
+        if !self.enabled(meta, &ctx) {
+            return;
+        }
+        self.write_line(meta, ctx.event_span(event), |out| {
+            event.record(&mut JsonVisitor::new(out, true));
+        });
+    }
+}
+
+impl<W> JsonLayer<W>
+where
+    W: for<'w> MakeWriter<'w>,
+{
+    /// Runs `update` on the span's timings, if it is timed.
+    fn with_timings<S>(&self, id: &Id, ctx: &Context<'_, S>, update: fn(&mut Timings))
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let Some(span) = ctx.span(id) else { return };
+        if span.name() == self.untimed {
+            return;
+        }
+        let mut extensions = span.extensions_mut();
+        if let Some(timings) = extensions
+            .get_mut::<SpanJson>()
+            .and_then(|json| json.timings.as_mut())
+        {
+            update(timings);
+        }
+    }
+
+    /// One line: `fields` writes the inside of `"fields":{…}`; `leaf` is the innermost span
+    /// of its scope (the event's parent, or the span closing), of which only the spans this
+    /// layer enabled are printed, as `spans` from the root and `span` for the innermost.
+    fn write_line<S>(
+        &self,
+        meta: &Metadata<'_>,
+        leaf: Option<SpanRef<'_, S>>,
+        fields: impl FnOnce(&mut Line),
+    ) where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        with_line(|out| {
+            out.push_str("{\"timestamp\":\"");
+            write_timestamp(out, std::time::SystemTime::now());
+            out.push_str("\",\"level\":\"");
+            out.push_str(meta.level().as_str());
+            out.push_str("\",\"fields\":{");
+            fields(out);
+            out.push_str("},\"target\":");
+            out.push_json_str(meta.target());
+            if let Some(leaf) = leaf {
+                write_scope(out, leaf);
+            }
+            out.push_str("}\n");
+            // Write errors are the writer's to report (`telemetry::ReportErrorsOnce`).
+            let _ = self.writer.make_writer_for(meta).write_all(out.as_bytes());
+        });
+    }
+}
+
+/// `,"request_id":…,"spans":[{…},…],"span":{…}` for the enabled spans from the root to
+/// `leaf`; the first one's `request_id` (the request's) goes to the top level. Nothing when
+/// none is enabled.
+fn write_scope<S>(out: &mut Line, leaf: SpanRef<'_, S>)
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    let mut innermost: Option<Range<usize>> = None;
+    let mut write = |span: &SpanRef<'_, S>| {
+        let extensions = span.extensions();
+        let Some(json) = extensions.get::<SpanJson>() else {
+            return;
+        };
+        if innermost.is_none() {
+            if let Some(value) = &json.request_id {
+                out.push_str(",\"request_id\":");
+                out.push_line(&json.fields, value.clone());
+            }
+            out.push_str(",\"spans\":[{");
+        } else {
+            out.push_str(",{");
+        }
+        let start = out.len() - 1;
+        if !json.fields.is_empty() {
+            out.push_line(&json.fields, 0..json.fields.len());
+            out.push_str(",");
+        }
+        out.push_str("\"name\":");
+        out.push_json_str(span.name());
+        out.push_str("}");
+        innermost = Some(start..out.len());
+    };
+    if leaf.parent().is_none() {
+        // A span with no parent (a request's root span): no scope to collect.
+        write(&leaf);
+    } else {
+        leaf.scope().from_root().for_each(|span| write(&span));
+    }
+    if let Some(span) = innermost {
+        out.push_str("],\"span\":");
+        out.copy_within(span);
+    }
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Line> = RefCell::new(Line::default());
+}
+
+/// Builds a line in this thread's reused buffer (a fresh one if a field's `Debug` logged
+/// while a line was being built).
+fn with_line(build: impl FnOnce(&mut Line)) {
+    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut line) => {
+            line.clear();
+            build(&mut line);
+        }
+        Err(_) => build(&mut Line::default()),
+    });
+}
+
+#[cfg(test)]
+mod tests;

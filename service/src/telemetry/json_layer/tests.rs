@@ -1,0 +1,146 @@
+//! The layer's own contract, in process: what the filter lets through, scopes that skip the
+//! spans it disabled, recorded fields, close lines for all spans but the untimed one.
+
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+use tracing_subscriber::layer::SubscriberExt;
+
+use super::JsonLayer;
+
+/// Runs `emit` under a subscriber with only the JSON layer for `rust_log` (the root span named
+/// `request` untimed), and returns the lines it wrote, parsed.
+fn lines(rust_log: &str, emit: impl FnOnce()) -> Vec<Value> {
+    let captured = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let sink = captured.clone();
+    let writer = move || Captured(sink.clone());
+    let layer = JsonLayer::new(writer, rust_log, "request").unwrap();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), emit);
+    let bytes = captured.lock().unwrap().clone();
+    String::from_utf8(bytes)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|err| panic!("{err}: {line}")))
+        .collect()
+}
+
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn messages(lines: &[Value]) -> Vec<&str> {
+    lines
+        .iter()
+        .map(|line| line["fields"]["message"].as_str().unwrap())
+        .collect()
+}
+
+#[test]
+fn lines_carry_the_scope_and_the_root_request_id() {
+    let lines = lines("info", || {
+        let root = tracing::info_span!("request", request_id = "r-1", method = "GET");
+        let _root = root.enter();
+        let handler = tracing::info_span!("handler", note = "a\"b");
+        let _handler = handler.enter();
+        tracing::info!(n = 3_u64, ok = true, "inside");
+    });
+    let inside = &lines[0];
+    assert_eq!(inside["level"], "INFO");
+    assert_eq!(inside["target"], module_path!());
+    assert_eq!(inside["fields"]["message"], "inside");
+    assert_eq!(inside["fields"]["n"], 3);
+    assert_eq!(inside["fields"]["ok"], true);
+    assert_eq!(inside["request_id"], "r-1");
+    assert_eq!(inside["spans"][0]["name"], "request");
+    assert_eq!(inside["spans"][0]["method"], "GET");
+    assert_eq!(inside["spans"][1]["note"], "a\"b");
+    assert_eq!(inside["span"], inside["spans"][1]);
+    assert_eq!(inside["spans"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn a_line_outside_any_span_has_no_scope_and_no_request_id() {
+    let lines = lines("info", || tracing::warn!("alone"));
+    let keys: Vec<&str> = lines[0]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
+    assert_eq!(keys, ["fields", "level", "target", "timestamp"]);
+}
+
+#[test]
+fn spans_the_filter_disables_are_left_out_of_the_scope() {
+    let lines = lines("info", || {
+        let root = tracing::info_span!("request", request_id = "r-2");
+        let _root = root.enter();
+        let hidden = tracing::debug_span!("hidden", secret = 1);
+        let _hidden = hidden.enter();
+        tracing::info!("inner");
+        tracing::debug!("not shown");
+    });
+    assert_eq!(messages(&lines), ["inner"]);
+    assert_eq!(lines[0]["spans"].as_array().unwrap().len(), 1);
+    assert_eq!(lines[0]["span"]["name"], "request");
+}
+
+#[test]
+fn recorded_fields_are_appended_and_a_late_request_id_is_found() {
+    let lines = lines("info", || {
+        let root = tracing::info_span!(
+            "request",
+            method = "GET",
+            request_id = tracing::field::Empty
+        );
+        root.record("request_id", "late-1");
+        let _root = root.enter();
+        tracing::info!("after");
+    });
+    assert_eq!(lines[0]["request_id"], "late-1");
+    assert_eq!(lines[0]["span"]["method"], "GET");
+    assert_eq!(lines[0]["span"]["request_id"], "late-1");
+}
+
+#[test]
+fn every_span_but_the_untimed_one_closes_with_its_timings() {
+    let lines = lines("info", || {
+        let root = tracing::info_span!("request", request_id = "r-3");
+        let _root = root.enter();
+        let handler = tracing::info_span!("handler");
+        handler.in_scope(|| std::thread::sleep(std::time::Duration::from_millis(20)));
+        drop(handler);
+    });
+    assert_eq!(messages(&lines), ["close"]);
+    let close = &lines[0];
+    assert_eq!(close["span"]["name"], "handler");
+    assert_eq!(close["request_id"], "r-3");
+    let busy = close["fields"]["time.busy"].as_str().unwrap();
+    assert!(busy.ends_with("ms"), "{busy}");
+    assert!(
+        busy.trim_end_matches("ms").parse::<f64>().unwrap() >= 20.0,
+        "{busy}"
+    );
+    assert!(close["fields"]["time.idle"].is_string());
+}
+
+#[test]
+fn span_directives_in_rust_log_enable_what_they_name() {
+    let lines = lines("warn,[work]=debug", || {
+        tracing::info!("outside");
+        let work = tracing::info_span!("work");
+        work.in_scope(|| tracing::debug!("inside"));
+    });
+    // The span the directive names is enabled too, so it closes with a line of its own.
+    assert_eq!(messages(&lines), ["inside", "close"]);
+    assert_eq!(lines[0]["span"]["name"], "work");
+}
