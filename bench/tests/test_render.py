@@ -2,9 +2,13 @@
 rewritten without touching the prose around them."""
 
 import copy
+import json
+import tempfile
 import unittest
+from pathlib import Path
+from unittest import mock
 
-from bench.harness import cli, macro, pages, proc
+from bench.harness import callgrind, cli, macro, pages, proc
 from bench.harness.pages import Store, replace_block
 
 
@@ -68,3 +72,23 @@ Requests/sec:  89300.12
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class CallgrindRecord(unittest.TestCase):
+    def test_a_label_is_added_beside_the_committed_ones_and_rendered_as_a_column(self):
+        counts = {name: {"idle": 1, "busy": 2, "per_request": 1000 + i}
+                  for i, name in enumerate(callgrind.CONFIGS)}
+        with tempfile.TemporaryDirectory() as tmp, \
+                mock.patch.object(callgrind, "measure", return_value=counts), \
+                mock.patch.object(proc, "require"):
+            cli.main(["callgrind", "--no-build", "--label", "smoke", "--commit", "abc1234", "--out", tmp])
+            raw = json.loads((Path(tmp) / "docs/callgrind.json").read_text())
+            page = (Path(tmp) / "docs/benchmarks.md").read_text()
+        committed = Store().load("callgrind")
+        self.assertEqual(list(raw), [*committed, "smoke"])
+        self.assertEqual(raw["smoke"]["counts"], counts)
+        self.assertEqual(raw["smoke"]["commit"], "abc1234")
+        self.assertIn("| lab, RUST_LOG=info | " + " | ".join(
+            f"{committed[l]['counts']['lab, RUST_LOG=info']['per_request']:,}" for l in committed)
+            + " | 1,002 |", page)
+        self.assertIn("smoke: commit `abc1234`", page)
