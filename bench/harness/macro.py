@@ -408,8 +408,10 @@ def run(args, store):
     """The suite; canary, stacks and soak save their own JSON through `store` as they finish."""
     skip = {p for p in args.skip.split(",") if p}
     proc.require("wrk", "taskset")
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    # 10 000 held connections: raise the descriptor limit (children inherit it).
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 65536 if hard == resource.RLIM_INFINITY else min(65536, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
     s = {"runs": args.runs, "duration_s": args.duration, "warmup_s": args.warmup,
          "connections": args.connections, "hold_s": args.hold, "long_s": args.long,
          "churn_s": args.churn, "repro_s": args.repro}
