@@ -20,7 +20,7 @@
 //!   - `article/off`: filter `off`;
 //!   - `article/info`: filter `info`, the handler's line per request.
 //!
-//! **Why in process.** `bench/wiring.py` measures the servers over TCP, where most of a
+//! **Why in process.** `python3 -m bench wiring` measures the servers over TCP, where most of a
 //! request's CPU is the kernel's (socket reads and writes, wake-ups), and on this machine that
 //! part is large and bimodal from run to run; the wiring's difference drowns in it. Here the
 //! time per iteration is the user-space cost of one request alone, so the wirings' costs can be
@@ -33,8 +33,8 @@
 //! thread, which run on the other CPU unless the process is pinned.
 //!
 //! Run: `cargo bench -p service --bench request`. `taskset -c 0 cargo bench -p service --bench
-//! request` pins the process to one CPU like the one-worker server of `bench/wiring.py`, so the
-//! writer and watchdog threads share the CPU with the requests and their time is counted.
+//! request` pins the process to one CPU like the one-worker server of `python3 -m bench wiring`,
+//! so the writer and watchdog threads share the CPU with the requests and their time is counted.
 //!
 //! Each case checks one response before measuring (200, the order's body and, with request
 //! tracing, an `x-request-id` header), and each case's subscriber is this thread's default only

@@ -1,8 +1,9 @@
-//! The article's tracing wiring, taken literally, as the baseline `bench/wiring.py` compares
-//! the lab's wiring with: a registry-wide `EnvFilter`, `fmt::layer().json().with_current_span(true)`
-//! through tracing-appender's default (lossy) non-blocking stdout writer, tracing-actix-web's
-//! default root span, and an `#[instrument]`ed handler with one event. One route,
-//! `GET /api/orders/{id}`, on `LISTEN_ADDR` with `WORKERS` workers.
+//! The article's tracing wiring, taken literally, as the baseline `python3 -m bench wiring`
+//! compares the lab's wiring with: a registry-wide `EnvFilter`,
+//! `fmt::layer().json().with_current_span(true)` through tracing-appender's default (lossy)
+//! non-blocking stdout writer, tracing-actix-web's default root span, and an `#[instrument]`ed
+//! handler with one event. One route, `GET /api/orders/{id}`, on `LISTEN_ADDR` with `WORKERS`
+//! workers.
 //!
 //! The app and the subscriber live in `benches/article/wiring.rs`, shared with the in-process
 //! benchmark `benches/request.rs`.

@@ -78,8 +78,8 @@ pub struct Settings {
     pub debug_blocked: bool,
 
     /// Request tracing: the root span, request ids, the access line and the response header.
-    /// `false` only as the benchmarks' baseline (bench/wiring.py): the cost of the wiring is
-    /// measured against the same binary without it.
+    /// `false` only as the benchmarks' baseline (`python3 -m bench wiring`): the cost of the
+    /// wiring is measured against the same binary without it.
     #[arg(long, env = "REQUEST_TRACING", default_value_t = true, action = clap::ArgAction::Set)]
     pub request_tracing: bool,
 

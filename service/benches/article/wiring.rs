@@ -4,8 +4,8 @@
 //! event, on one route, `GET /api/orders/{id}`.
 //!
 //! Shared, with `#[path]`, by the example `examples/article_wiring.rs` (the server that
-//! `bench/wiring.py` measures over TCP) and the benchmark `benches/request.rs` (the same app
-//! driven in process), so both measure one wiring. This file sits in a subdirectory without a
+//! `python3 -m bench wiring` measures over TCP) and the benchmark `benches/request.rs` (the
+//! same app driven in process), so both measure one wiring. This file sits in a subdirectory without a
 //! `main.rs`, so cargo does not take it for a benchmark of its own.
 //!
 //! Not part of the lab: do not copy this one.
