@@ -103,16 +103,18 @@ pub fn check_locations(addr: &str, locations: &BTreeSet<String>) -> Result<Strin
     ))
 }
 
-/// An error with its sources, on one line.
+/// An error with its sources, on one line (a source that repeats its wrapper's words once).
 fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
+    let mut parts = vec![e.to_string()];
     let mut source = e.source();
     while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
+        let part = s.to_string();
+        if parts.last() != Some(&part) {
+            parts.push(part);
+        }
         source = s.source();
     }
-    text
+    parts.join(": ")
 }
 
 /// Calls `WatchUpdates` on the console at `addr` (`host:port`) and reads updates until they
