@@ -1,5 +1,6 @@
 //! Report: the machine-readable result of one round (`--output`, one JSON object per line,
-//! one line per round; a single-round file is therefore a plain JSON document).
+//! one line per round; a single-round file is therefore a plain JSON document). The types
+//! deserialize too: the container checks (`labcheck`) read reports back through them.
 //!
 //! The schema is `loadgen/report.schema.json` (JSON Schema 2020-12), checked against real
 //! output by `tests/test_server/cli.rs` (every round's line) and `tests/suspects.rs` (reports
@@ -33,7 +34,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{
     links::{self, LinkConfig},
@@ -47,7 +48,7 @@ use crate::{
 
 pub const SCHEMA_VERSION: u32 = 1;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     pub schema_version: u32,
     pub round: u64,
@@ -67,7 +68,7 @@ pub struct Report {
     pub gates: GateReport,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SuspectRow {
     pub handler: String,
     pub kind: Kind,
@@ -82,7 +83,7 @@ pub struct SuspectRow {
     pub explore_url: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SuspectsSummary {
     pub slow_requests: u64,
     pub explained: u64,
@@ -92,7 +93,7 @@ pub struct SuspectsSummary {
     pub unavailable: Vec<Unavailable>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Unavailable {
     pub instance: String,
     pub error: String,
@@ -102,14 +103,14 @@ pub struct Unavailable {
 /// it), else the blocks or why they could not be read.
 pub type BlockRecords = Vec<Option<Result<Vec<Block>, String>>>;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     Open,
     Closed,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Stats {
     pub requests: u64,
     pub errors: u64,
@@ -123,7 +124,7 @@ pub struct Stats {
     pub latency: Latency,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorCounts {
     pub connect: u64,
     pub timeout: u64,
@@ -132,7 +133,7 @@ pub struct ErrorCounts {
     pub http_5xx: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatusClasses {
     #[serde(rename = "1xx")]
     pub c1xx: u64,
@@ -146,7 +147,7 @@ pub struct StatusClasses {
     pub c5xx: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Latency {
     /// From the intended send time (coordinated-omission corrected).
     pub corrected: Option<LatencySummary>,
@@ -154,13 +155,13 @@ pub struct Latency {
     pub actual: Option<LatencySummary>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RouteRow {
     pub route: Route,
     pub stats: Stats,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct InstanceRow {
     pub instance: String,
     pub flavor: Option<String>,
@@ -170,7 +171,7 @@ pub struct InstanceRow {
     pub routes: Vec<RouteRow>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SlowRow {
     pub request_id: String,
     pub route: Route,
@@ -185,7 +186,7 @@ pub struct SlowRow {
     pub explore_url: String,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct GateReport {
     pub max_p99_ms: Option<f64>,
     pub max_error_rate: Option<f64>,

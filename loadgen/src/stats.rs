@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Highest recordable latency, in µs (one hour).
 pub const MAX_MICROS: u64 = 3_600_000_000;
@@ -21,7 +21,7 @@ pub fn micros(d: Duration) -> u64 {
 }
 
 /// Percentiles of one histogram, in milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct LatencySummary {
     pub p50_ms: f64,
     pub p90_ms: f64,

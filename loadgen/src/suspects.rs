@@ -29,7 +29,7 @@ pub const SINCE_MARGIN: Duration = Duration::from_secs(1);
 pub const MAX_REQUEST_IDS: usize = 10;
 
 /// What blocked a worker: a request's poll (`blocked`) or code outside any request (`stall`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     Blocked,
