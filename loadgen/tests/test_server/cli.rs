@@ -176,44 +176,24 @@ async fn gates_exit_1_when_exceeded() {
     })
     .await;
     let url = slow.url();
-    let out = loadgen(&[
-        &url,
-        "--rate",
-        "50",
-        "--duration",
-        "300ms",
-        "--max-p99",
-        "5ms",
-    ])
-    .await;
+    // A short run at 50 req/s with `gate`'s flags.
+    let gated = |gate: &'static [&'static str]| {
+        let url = url.clone();
+        async move {
+            let mut args = vec![url.as_str(), "--rate", "50", "--duration", "300ms"];
+            args.extend_from_slice(gate);
+            loadgen(&args).await
+        }
+    };
+    let out = gated(&["--max-p99", "5ms"]).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("GATE FAILED: p99"));
 
-    let out = loadgen(&[
-        &url,
-        "--rate",
-        "50",
-        "--duration",
-        "300ms",
-        "--mix",
-        "orders=1,lock_std=1",
-        "--max-error-rate",
-        "0.1",
-    ])
-    .await;
+    let out = gated(&["--mix", "orders=1,lock_std=1", "--max-error-rate", "0.1"]).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("GATE FAILED: error rate"));
 
-    let out = loadgen(&[
-        &url,
-        "--rate",
-        "50",
-        "--duration",
-        "300ms",
-        "--max-p99",
-        "1s",
-    ])
-    .await;
+    let out = gated(&["--max-p99", "1s"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
 

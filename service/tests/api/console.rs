@@ -193,6 +193,17 @@ mod grpc {
         }
     }
 
+    /// The console's stream of updates, the first of them a snapshot of everything it knows.
+    async fn watch_updates(
+        client: &mut InstrumentClient<Channel>,
+    ) -> tonic::Streaming<console_api::instrument::Update> {
+        client
+            .watch_updates(InstrumentRequest {})
+            .await
+            .expect("watch_updates")
+            .into_inner()
+    }
+
     /// The highest value a serialized HdrHistogram (V2 format, uncompressed) can record: the
     /// bound it was created with. Header: cookie, payload length, normalizing offset,
     /// significant digits (4 bytes each), lowest and highest trackable value (8 bytes each).
@@ -215,11 +226,7 @@ mod grpc {
         let console_port = free_port();
         let app = spawn_app(&[("TOKIO_CONSOLE_BIND", &format!("127.0.0.1:{console_port}"))]).await;
         let mut client = connect(console_port).await;
-        let mut updates = client
-            .watch_updates(InstrumentRequest {})
-            .await
-            .expect("watch_updates")
-            .into_inner();
+        let mut updates = watch_updates(&mut client).await;
         let addr = app.addr;
         tokio::task::spawn_blocking(move || raw_request(addr, &raw_get("/api/orders/1", "")))
             .await
@@ -313,11 +320,7 @@ mod grpc {
         ])
         .await;
         let mut client = connect(console_port).await;
-        let mut updates = client
-            .watch_updates(InstrumentRequest {})
-            .await
-            .expect("watch_updates")
-            .into_inner();
+        let mut updates = watch_updates(&mut client).await;
 
         // One blocking request, then a few victims, each on its own connection (one task each).
         let addr = app.addr;
