@@ -364,8 +364,8 @@ def render_macro(d):
         w("### Per request, in process (criterion)")
         w("")
         w("`service/benches/request.rs`: `GET /api/orders/1` (`DEPENDENCY_MS=0`) through the real "
-          "actix-web app with `actix_web::test`, no sockets, so the kernel's TCP work (about 7 µs "
-          "of the 9–10 µs a request costs over loopback here, and bimodal) does not drown the "
+          "actix-web app with `actix_web::test`, no sockets, so the kernel's TCP work (most of what "
+          "a request costs over loopback here, and bimodal; see the gaps below) does not drown the "
           "tracing cost. Lab: `startup::app` with `telemetry::request_layers`, exactly what the "
           "binary installs; article: `service/benches/article/wiring.rs`. Pinned to CPU 0, the "
           "log writer thread included.")
