@@ -1,8 +1,10 @@
 //! The tracing wiring, in one place: what users of the lab copy into production.
 //!
-//! - One `tracing_subscriber::registry()`. Every output layer carries its **own** `EnvFilter`
-//!   from `RUST_LOG` (a per-layer filter). A registry-wide filter would also decide for the
-//!   canary's console layer and hide tokio's task spans from it.
+//! - One `tracing_subscriber::registry()`. Every layer filters for itself alone: the output
+//!   layers with their **own** `EnvFilter` from `RUST_LOG` (the JSON layer asks it directly,
+//!   the pretty one through a per-layer filter), the watchdog's and the console's by their own
+//!   rules. A registry-wide filter would also decide for the canary's console layer and hide
+//!   tokio's task spans from it.
 //! - JSON lines (current span and span list) for shipping, written by the lab's own layer
 //!   ([`mod@json_layer`]); `pretty` for people. Spans emit a close event with `time.busy` and
 //!   `time.idle`, so one log line shows a blocked handler.
