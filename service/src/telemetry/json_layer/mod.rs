@@ -14,7 +14,7 @@
 //! `RUST_LOG` has span directives (`[span{field=value}]`), the only ones that need them. The
 //! layer never disables a callsite for the other layers (the watchdog's, the console's).
 
-use std::{cell::RefCell, io::Write as _, ops::Range, time::Instant};
+use std::{cell::RefCell, io::Write as _, ops::Range};
 
 use tracing::{
     level_filters::LevelFilter, span, subscriber::Interest, Event, Id, Metadata, Subscriber,
@@ -29,7 +29,7 @@ use tracing_subscriber::{
 use super::json::{write_timestamp, JsonVisitor, Line, Timing};
 
 mod timings;
-use timings::{nanos, Timings};
+use timings::Timings;
 
 /// Writes JSON lines for the events and spans `filter` enables (see the module doc).
 pub struct JsonLayer<W> {
@@ -145,21 +145,20 @@ where
         if self.span_directives {
             self.filter.on_close(id.clone(), ctx.clone());
         }
-        let Some(span) = ctx.span(&id) else { return };
-        if span.name() == self.untimed {
+        let Some(span) = self.timed(&id, &ctx) else {
             return;
-        }
+        };
         let timings = span
             .extensions_mut()
             .get_mut::<SpanJson>()
             .and_then(|json| json.timings.take());
-        if let Some(t) = timings {
-            let idle = Timing(t.idle + nanos(Instant::now() - t.last));
+        if let Some(timings) = timings {
+            let (busy, idle) = timings.close();
             self.write_line(span.metadata(), Some(span), |out| {
                 out.push_str("\"message\":\"close\",\"time.busy\":\"");
-                Timing(t.busy).write(out);
+                Timing(busy).write(out);
                 out.push_str("\",\"time.idle\":\"");
-                idle.write(out);
+                Timing(idle).write(out);
                 out.push_str("\"");
             });
         }
@@ -180,15 +179,23 @@ impl<W> JsonLayer<W>
 where
     W: for<'w> MakeWriter<'w>,
 {
+    /// The span, unless it is one that is never timed: its name tells, without taking the
+    /// span's extensions lock on every enter, exit and close of every request's root span.
+    fn timed<'c, S>(&self, id: &Id, ctx: &'c Context<'_, S>) -> Option<SpanRef<'c, S>>
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        ctx.span(id).filter(|span| span.name() != self.untimed)
+    }
+
     /// Runs `update` on the span's timings, if it is timed.
     fn with_timings<S>(&self, id: &Id, ctx: &Context<'_, S>, update: fn(&mut Timings))
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
-        let Some(span) = ctx.span(id) else { return };
-        if span.name() == self.untimed {
+        let Some(span) = self.timed(id, ctx) else {
             return;
-        }
+        };
         let mut extensions = span.extensions_mut();
         if let Some(timings) = extensions
             .get_mut::<SpanJson>()
@@ -260,12 +267,12 @@ where
         out.push_str("}");
         innermost = Some(start..out.len());
     };
-    if leaf.parent().is_none() {
-        // A span with no parent (a request's root span): no scope to collect.
-        write(&leaf);
-    } else {
-        leaf.scope().from_root().for_each(|span| write(&span));
+    // A span with no parent (a request's root span) has no scope to collect; otherwise the
+    // parent found here starts the walk to the root, not looked up a second time.
+    if let Some(parent) = leaf.parent() {
+        parent.scope().from_root().for_each(|span| write(&span));
     }
+    write(&leaf);
     if let Some(span) = innermost {
         out.push_str("],\"span\":");
         out.copy_within(span);

@@ -5,9 +5,9 @@ use std::time::Instant;
 /// Busy and idle nanoseconds of one span, as tracing-subscriber counts them: busy while entered
 /// at least once, idle otherwise.
 pub(super) struct Timings {
-    pub busy: u64,
-    pub idle: u64,
-    pub last: Instant,
+    busy: u64,
+    idle: u64,
+    last: Instant,
     entered: u32,
 }
 
@@ -39,8 +39,13 @@ impl Timings {
             self.last = now;
         }
     }
+
+    /// Busy and idle nanoseconds at the span's close (the time since its last exit is idle).
+    pub fn close(self) -> (u64, u64) {
+        (self.busy, self.idle + nanos(Instant::now() - self.last))
+    }
 }
 
-pub(super) fn nanos(elapsed: std::time::Duration) -> u64 {
+fn nanos(elapsed: std::time::Duration) -> u64 {
     u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX)
 }
