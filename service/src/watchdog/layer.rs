@@ -5,9 +5,13 @@
 //! It follows spans at INFO or above but the request's root span, and says so per callsite
 //! rather than through a per-layer filter: such a filter looks every span up again on every
 //! callback, and its bookkeeping would make the JSON layer beside it pay the same
-//! (`telemetry::json_layer`).
+//! (`telemetry::json_layer`). While none of the spans it follows is open, as when requests run
+//! in their root span alone, it looks no span up on enter and exit.
 
-use std::sync::Arc;
+use std::sync::{
+    atomic::{AtomicUsize, Ordering},
+    Arc,
+};
 
 use tracing::{
     field::{Field, Visit},
@@ -23,23 +27,35 @@ use super::{poll, threads};
 const REQUEST_ID: &str = "request_id";
 
 /// Tracks span enter/exit per thread for the checker thread.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct WatchdogLayer {
     /// The request's root span, reported by the middleware itself ([`super::poll_request`]).
-    pub(super) root_span: &'static str,
+    root_span: &'static str,
+    /// How many spans it follows are open. A span is counted from its creation, so before any
+    /// thread can enter it, to its close, after its last exit.
+    open: Arc<AtomicUsize>,
 }
 
 impl WatchdogLayer {
+    pub(super) fn new(root_span: &'static str) -> Self {
+        Self {
+            root_span,
+            open: Arc::default(),
+        }
+    }
+
     /// Whether the layer follows spans of this callsite.
     fn follows(&self, meta: &Metadata<'_>) -> bool {
         meta.is_span() && *meta.level() <= Level::INFO && meta.name() != self.root_span
     }
 
+    /// Whether the layer follows span `id`; looked up only while it follows any open span.
     fn follows_span<S>(&self, id: &Id, ctx: &Context<'_, S>) -> bool
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
-        ctx.metadata(id).is_some_and(|meta| self.follows(meta))
+        self.open.load(Ordering::Relaxed) != 0
+            && ctx.metadata(id).is_some_and(|meta| self.follows(meta))
     }
 }
 
@@ -76,14 +92,23 @@ where
     }
 
     fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        if !self.follows(attrs.metadata()) || attrs.metadata().fields().field(REQUEST_ID).is_none()
-        {
+        if !self.follows(attrs.metadata()) {
+            return;
+        }
+        self.open.fetch_add(1, Ordering::Relaxed);
+        if attrs.metadata().fields().field(REQUEST_ID).is_none() {
             return;
         }
         let mut visitor = RequestIdVisitor(None);
         attrs.record(&mut visitor);
         if let (Some(request_id), Some(span)) = (visitor.0, ctx.span(id)) {
             span.extensions_mut().insert(SpanRequestId(request_id));
+        }
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        if self.follows_span(&id, &ctx) {
+            self.open.fetch_sub(1, Ordering::Relaxed);
         }
     }
 

@@ -77,9 +77,7 @@ where
     }
     .spawn(options.capture_stacks);
     poll::enable();
-    Some(WatchdogLayer {
-        root_span: options.root_span,
-    })
+    Some(WatchdogLayer::new(options.root_span))
 }
 
 #[cfg(test)]

@@ -25,10 +25,12 @@ use std::{
 use tracing::field::{Field, Visit};
 
 mod escape;
+mod plain;
 #[cfg(test)]
 mod tests;
 mod timestamp;
 
+pub use plain::names_are_plain;
 pub use timestamp::{write_timestamp, Timing};
 
 /// JSON text being built (a line, or a span's fields): UTF-8 bytes (only `str`s and other
@@ -80,6 +82,14 @@ impl Line {
         self.0.push(b'"');
     }
 
+    /// Appends `text`, which needs no escaping ([`names_are_plain`]), as a JSON string literal.
+    pub fn push_plain_str(&mut self, text: &str) {
+        self.0.reserve(text.len() + 2);
+        self.0.push(b'"');
+        self.0.extend_from_slice(text.as_bytes());
+        self.0.push(b'"');
+    }
+
     /// Appends `value` escaped for the inside of a JSON string: copied whole when it needs no
     /// escaping, as nearly all text here does.
     fn push_escaped(&mut self, value: &str) {
@@ -106,16 +116,21 @@ const REQUEST_ID: &str = "request_id";
 pub struct JsonVisitor<'a> {
     out: &'a mut Line,
     first: bool,
+    /// Whether the field names need no escaping ([`names_are_plain`]).
+    plain_names: bool,
     /// Where in `out` the value of a field named `request_id` was written, if one was.
     pub request_id: Option<Range<usize>>,
 }
 
 impl<'a> JsonVisitor<'a> {
-    /// `first`: whether no pair precedes in `out` (no comma before the first one).
-    pub fn new(out: &'a mut Line, first: bool) -> Self {
+    /// `first`: whether no pair precedes in `out` (no comma before the first one);
+    /// `plain_names`: whether the fields' callsite has plain names, which are then copied as
+    /// they are.
+    pub fn new(out: &'a mut Line, first: bool, plain_names: bool) -> Self {
         Self {
             out,
             first,
+            plain_names,
             request_id: None,
         }
     }
@@ -128,7 +143,11 @@ impl<'a> JsonVisitor<'a> {
             self.out.0.push(b',');
         }
         self.out.0.push(b'"');
-        self.out.push_escaped(name);
+        if self.plain_names {
+            self.out.push_str(name);
+        } else {
+            self.out.push_escaped(name);
+        }
         self.out.push_str("\":");
         let start = self.out.len();
         write(self.out);

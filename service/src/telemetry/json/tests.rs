@@ -18,7 +18,7 @@ fn notes_where_the_request_id_value_is() {
     let (method, request_id) = (names.next().unwrap(), names.next().unwrap());
     for (value, text) in [("a-1", r#""a-1""#), ("q\"x\\", r#""q\"x\\""#)] {
         let mut out = Line::default();
-        let mut visitor = JsonVisitor::new(&mut out, true);
+        let mut visitor = JsonVisitor::new(&mut out, true, true);
         visitor.record_str(&method, "GET");
         visitor.record_str(&request_id, value);
         let range = visitor.request_id.take().unwrap();
@@ -29,14 +29,14 @@ fn notes_where_the_request_id_value_is() {
         );
     }
     let mut out = Line::default();
-    let mut visitor = JsonVisitor::new(&mut out, false);
+    let mut visitor = JsonVisitor::new(&mut out, false, true);
     visitor.record_u64(&request_id, 7);
     let range = visitor.request_id.take().unwrap();
     assert_eq!(
         (&text(&out)[range], text(&out)),
         ("7", r#","request_id":7"#)
     );
-    let mut visitor = JsonVisitor::new(&mut out, false);
+    let mut visitor = JsonVisitor::new(&mut out, false, true);
     visitor.record_str(&method, "request_id");
     assert_eq!(visitor.request_id, None);
 }

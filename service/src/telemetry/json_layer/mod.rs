@@ -14,7 +14,12 @@
 //! `RUST_LOG` has span directives (`[span{field=value}]`), the only ones that need them. The
 //! layer never disables a callsite for the other layers (the watchdog's, the console's).
 
-use std::{cell::RefCell, io::Write as _, ops::Range};
+use std::{
+    cell::RefCell,
+    io::Write as _,
+    ops::Range,
+    sync::atomic::{AtomicUsize, Ordering},
+};
 
 use tracing::{
     level_filters::LevelFilter, span, subscriber::Interest, Event, Id, Metadata, Subscriber,
@@ -26,7 +31,7 @@ use tracing_subscriber::{
     EnvFilter, Layer,
 };
 
-use super::json::{write_timestamp, JsonVisitor, Line, Timing};
+use super::json::{names_are_plain, write_timestamp, JsonVisitor, Line, Timing};
 
 mod timings;
 use timings::Timings;
@@ -42,6 +47,9 @@ pub struct JsonLayer<W> {
     /// Spans with this name print no close line, so are not timed (the request's root span:
     /// its access line reports the request).
     untimed: &'static str,
+    /// How many timed spans are open: while none is, enter, exit and close look no span up.
+    /// A span counts from its creation, before any thread can enter it, to its close.
+    timed_open: AtomicUsize,
 }
 
 impl<W> JsonLayer<W> {
@@ -59,6 +67,7 @@ impl<W> JsonLayer<W> {
             filter,
             span_directives: rust_log.contains('['),
             untimed,
+            timed_open: AtomicUsize::new(0),
         })
     }
 
@@ -100,10 +109,13 @@ where
         }
         let Some(span) = ctx.span(id) else { return };
         let mut fields = Line::with_capacity(96);
-        let mut visitor = JsonVisitor::new(&mut fields, true);
+        let mut visitor = JsonVisitor::new(&mut fields, true, names_are_plain(meta));
         attrs.record(&mut visitor);
         let request_id = visitor.request_id.take();
         let timings = (meta.name() != self.untimed).then(Timings::start);
+        if timings.is_some() {
+            self.timed_open.fetch_add(1, Ordering::Relaxed);
+        }
         span.extensions_mut().insert(SpanJson {
             request_id,
             fields,
@@ -122,7 +134,8 @@ where
             return;
         };
         let first = json.fields.is_empty();
-        let mut visitor = JsonVisitor::new(&mut json.fields, first);
+        let plain = names_are_plain(span.metadata());
+        let mut visitor = JsonVisitor::new(&mut json.fields, first, plain);
         values.record(&mut visitor);
         json.request_id = json.request_id.take().or(visitor.request_id);
     }
@@ -153,6 +166,7 @@ where
             .get_mut::<SpanJson>()
             .and_then(|json| json.timings.take());
         if let Some(timings) = timings {
+            self.timed_open.fetch_sub(1, Ordering::Relaxed);
             let (busy, idle) = timings.close();
             self.write_line(span.metadata(), Some(span), |out| {
                 out.push_str("\"message\":\"close\",\"time.busy\":\"");
@@ -170,7 +184,7 @@ where
             return;
         }
         self.write_line(meta, ctx.event_span(event), |out| {
-            event.record(&mut JsonVisitor::new(out, true));
+            event.record(&mut JsonVisitor::new(out, true, names_are_plain(meta)));
         });
     }
 }
@@ -181,10 +195,14 @@ where
 {
     /// The span, unless it is one that is never timed: its name tells, without taking the
     /// span's extensions lock on every enter, exit and close of every request's root span.
+    /// Not looked up at all while no timed span is open.
     fn timed<'c, S>(&self, id: &Id, ctx: &'c Context<'_, S>) -> Option<SpanRef<'c, S>>
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
+        if self.timed_open.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
         ctx.span(id).filter(|span| span.name() != self.untimed)
     }
 
@@ -210,7 +228,7 @@ where
     /// layer enabled are printed, as `spans` from the root and `span` for the innermost.
     fn write_line<S>(
         &self,
-        meta: &Metadata<'_>,
+        meta: &'static Metadata<'static>,
         leaf: Option<SpanRef<'_, S>>,
         fields: impl FnOnce(&mut Line),
     ) where
@@ -224,7 +242,7 @@ where
             out.push_str("\",\"fields\":{");
             fields(out);
             out.push_str("},\"target\":");
-            out.push_json_str(meta.target());
+            push_name(out, meta, meta.target());
             if let Some(leaf) = leaf {
                 write_scope(out, leaf);
             }
@@ -263,7 +281,7 @@ where
             out.push_str(",");
         }
         out.push_str("\"name\":");
-        out.push_json_str(span.name());
+        push_name(out, span.metadata(), span.name());
         out.push_str("}");
         innermost = Some(start..out.len());
     };
@@ -276,6 +294,15 @@ where
     if let Some(span) = innermost {
         out.push_str("],\"span\":");
         out.copy_within(span);
+    }
+}
+
+/// `name`, one of `meta`'s names, as a JSON string: copied when the callsite's names are plain.
+fn push_name(out: &mut Line, meta: &'static Metadata<'static>, name: &str) {
+    if names_are_plain(meta) {
+        out.push_plain_str(name);
+    } else {
+        out.push_json_str(name);
     }
 }
 

@@ -1,5 +1,6 @@
 //! The layer's own contract, in process: what the filter lets through, scopes that skip the
-//! spans it disabled, recorded fields, close lines for all spans but the untimed one.
+//! spans it disabled, recorded fields, close lines for all spans but the untimed one, names
+//! that need escaping.
 
 use std::sync::{Arc, Mutex};
 
@@ -143,4 +144,46 @@ fn span_directives_in_rust_log_enable_what_they_name() {
     // The span the directive names is enabled too, so it closes with a line of its own.
     assert_eq!(messages(&lines), ["inside", "close"]);
     assert_eq!(lines[0]["span"]["name"], "work");
+}
+
+#[test]
+fn a_timed_span_still_open_when_another_closes_keeps_its_timings() {
+    let lines = lines("info", || {
+        let outer = tracing::info_span!("outer");
+        let first = tracing::info_span!(parent: &outer, "first");
+        first.in_scope(|| {});
+        drop(first);
+        // `outer` is the only timed span open now; a miscount would leave it untimed.
+        outer.in_scope(|| std::thread::sleep(std::time::Duration::from_millis(20)));
+        drop(outer);
+        let later = tracing::info_span!("later");
+        later.in_scope(|| {});
+    });
+    assert_eq!(messages(&lines), ["close", "close", "close"]);
+    let names: Vec<&str> = lines
+        .iter()
+        .map(|line| line["span"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["first", "outer", "later"]);
+    let busy = lines[1]["fields"]["time.busy"].as_str().unwrap();
+    assert!(busy.ends_with("ms"), "{busy}");
+}
+
+#[test]
+fn names_that_need_escaping_are_escaped() {
+    let lines = lines("info", || {
+        let span = tracing::info_span!("a \"quoted\" span", request_id = "r-4");
+        let _span = span.enter();
+        tracing::info!(target: "odd\\target", { "we\"ird" = 1_u64, plain = 2_u64 }, "named");
+        tracing::info!(target: "odd\\target", { "we\"ird" = 3_u64 }, "again");
+    });
+    assert_eq!(messages(&lines), ["named", "again", "close"]);
+    assert_eq!(lines[2]["span"]["name"], "a \"quoted\" span");
+    for (line, value) in lines.iter().zip([1, 3]) {
+        assert_eq!(line["target"], "odd\\target");
+        assert_eq!(line["fields"]["we\"ird"], value);
+        assert_eq!(line["span"]["name"], "a \"quoted\" span");
+        assert_eq!(line["request_id"], "r-4");
+    }
+    assert_eq!(lines[0]["fields"]["plain"], 2);
 }
