@@ -8,9 +8,9 @@
 //! - JSON lines (current span and span list) for shipping, written by the lab's own layer
 //!   ([`mod@json_layer`]); `pretty` for people. Spans emit a close event with `time.busy` and
 //!   `time.idle`, so one log line shows a blocked handler.
-//! - Writers are tracing-appender's non-blocking ones in **lossless** mode: when the queue is
-//!   full the logging thread waits rather than dropping lines. Stdout always; rolling JSON
-//!   files (daily, 7 kept) when `LOG_DIR` is set.
+//! - Writers are lossless and non-blocking ([`batch_writer`]): lines are batched for a writer
+//!   thread, and when its buffer is full the logging thread waits rather than dropping lines.
+//!   Stdout always; tracing-appender's rolling JSON files (daily, 7 kept) when `LOG_DIR` is set.
 //! - The canary (cargo feature `console`) adds console-subscriber's layer to the same registry
 //!   (built by `console::layer`, never `init()`, which would install a second global
 //!   subscriber); see the `console` module (canary builds) for its settings.
@@ -18,12 +18,9 @@
 //! - The returned [`TelemetryGuard`] flushes the writers when dropped; `main` keeps it alive
 //!   until the server has fully stopped.
 
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 
-use tracing_appender::{
-    non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard},
-    rolling::{RollingFileAppender, Rotation},
-};
+use tracing_appender::rolling::{RollingFileAppender, Rotation};
 use tracing_subscriber::{
     fmt::{self, format::FmtSpan, writer::MakeWriterExt},
     layer::SubscriberExt,
@@ -33,17 +30,15 @@ use tracing_subscriber::{
 
 use crate::config::{LogFormat, Settings};
 
+pub mod batch_writer;
 pub mod json;
 pub mod json_layer;
 
 use crate::request_telemetry::ROOT_SPAN;
+use batch_writer::{BatchWriter, BatchWriterGuard};
 
 /// A layer on the bare registry; boxed so optional layers compose without type gymnastics.
 pub type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
-
-/// Lines the writer thread collects before one `write(2)`. It flushes whenever its queue runs
-/// empty, so this bounds the batch, never the delay.
-const WRITE_BATCH_BYTES: usize = 64 * 1024;
 
 /// How many daily log files are kept in `LOG_DIR`.
 pub const MAX_LOG_FILES: usize = 7;
@@ -51,7 +46,7 @@ pub const MAX_LOG_FILES: usize = 7;
 /// Keeps the log writers' background threads alive; dropping it flushes them.
 #[must_use = "dropping the guard stops the log writers"]
 pub struct TelemetryGuard {
-    _writers: Vec<WorkerGuard>,
+    _writers: Vec<BatchWriterGuard>,
     /// Where tokio-console can attach (canary builds only).
     pub console_addr: Option<std::net::SocketAddr>,
 }
@@ -101,14 +96,8 @@ pub fn init(settings: &Settings) -> Result<TelemetryGuard, TelemetryError> {
 pub fn lossless_writer(
     sink: Box<dyn Write + Send>,
     name: &'static str,
-) -> (NonBlocking, WorkerGuard) {
-    NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name(name)
-        .finish(BufWriter::with_capacity(
-            WRITE_BATCH_BYTES,
-            ReportErrorsOnce::new(sink, name),
-        ))
+) -> (BatchWriter, BatchWriterGuard) {
+    BatchWriter::new(ReportErrorsOnce::new(sink, name), name)
 }
 
 /// Standard output for the log thread: a duplicate of its descriptor as a plain file, so a
@@ -126,8 +115,8 @@ fn stdout_sink() -> Box<dyn Write + Send> {
 /// for. Public so the benchmarks measure exactly what [`init`] installs.
 pub fn request_layers(
     settings: &Settings,
-    stdout: NonBlocking,
-    file: Option<NonBlocking>,
+    stdout: BatchWriter,
+    file: Option<BatchWriter>,
 ) -> Result<Vec<BoxedLayer>, TelemetryError> {
     let mut layers: Vec<BoxedLayer> = Vec::new();
     layers.extend(
@@ -157,8 +146,8 @@ fn filters_out_everything(filter: &str) -> Result<bool, TelemetryError> {
 fn output_layers(
     layers: &mut Vec<BoxedLayer>,
     settings: &Settings,
-    stdout: NonBlocking,
-    file: Option<NonBlocking>,
+    stdout: BatchWriter,
+    file: Option<BatchWriter>,
 ) -> Result<(), TelemetryError> {
     match (settings.log_format, file) {
         (LogFormat::Json, None) => layers.push(json_layer(stdout, &settings.rust_log)?),
@@ -201,7 +190,7 @@ where
     Ok(json_layer::JsonLayer::new(writer, filter, ROOT_SPAN)?.boxed())
 }
 
-fn pretty_layer(writer: NonBlocking, filter: &str) -> Result<BoxedLayer, TelemetryError> {
+fn pretty_layer(writer: BatchWriter, filter: &str) -> Result<BoxedLayer, TelemetryError> {
     Ok(fmt::layer()
         .pretty()
         .with_span_events(FmtSpan::CLOSE)

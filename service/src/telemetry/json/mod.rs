@@ -52,6 +52,12 @@ impl Line {
         self.0.extend_from_slice(text.as_bytes());
     }
 
+    /// Appends ASCII bytes (digits, punctuation).
+    pub fn push_ascii(&mut self, text: &[u8]) {
+        debug_assert!(text.is_ascii());
+        self.0.extend_from_slice(text);
+    }
+
     pub fn len(&self) -> usize {
         self.0.len()
     }
@@ -200,22 +206,26 @@ impl Visit for JsonVisitor<'_> {
 /// thousandths below a billion, as the access line's `latency_ms` always is, take a shortcut:
 /// for them that text is the decimal itself, trailing zeros trimmed (`5.12`, `3.0`).
 pub(crate) fn write_f64(out: &mut Line, value: f64) {
-    let thousandths = (value * 1000.0).round();
-    if (0.0..1e12).contains(&thousandths) && thousandths / 1000.0 == value {
-        let n = thousandths as u64;
-        let (whole, mut frac) = (n / 1000, n % 1000);
-        out.push_str(itoa::Buffer::new().format(whole));
-        out.push_str(".");
-        let mut digits = 3;
-        while frac % 10 == 0 && digits > 1 {
-            frac /= 10;
-            digits -= 1;
+    // Truncating `+ 0.5` rounds the non-negative values the shortcut takes, without a call.
+    if value.is_sign_positive() && value < 1e9 {
+        let thousandths = (value * 1000.0 + 0.5) as u64;
+        if thousandths as f64 / 1000.0 == value {
+            out.push_str(itoa::Buffer::new().format(thousandths / 1000));
+            let frac = thousandths % 1000;
+            let digits = [
+                b'.',
+                b'0' + (frac / 100) as u8,
+                b'0' + (frac / 10 % 10) as u8,
+                b'0' + (frac % 10) as u8,
+            ];
+            let kept = match (frac % 100, frac % 10) {
+                (0, _) => 2,
+                (_, 0) => 3,
+                _ => 4,
+            };
+            out.push_ascii(&digits[..kept]);
+            return;
         }
-        let mut buffer = itoa::Buffer::new();
-        let text = buffer.format(frac);
-        out.push_str(&"00"[..digits - text.len()]);
-        out.push_str(text);
-        return;
     }
     out.push_str(ryu::Buffer::new().format_finite(value));
 }

@@ -56,6 +56,8 @@ fn floats_print_like_ryu() {
     let mut values: Vec<f64> = (0..200_000).map(|n| n as f64 / 1000.0).collect();
     values.extend([
         0.1 + 0.2,
+        -0.0,
+        -1.5,
         1e-7,
         123456.789012,
         1e21,

@@ -14,7 +14,7 @@ thread_local! {
 }
 
 /// `now` as tracing-subscriber prints it (RFC 3339, UTC, microseconds, `Z`), the date and time
-/// of day formatted by humantime once a second and the microseconds by itoa.
+/// of day formatted by humantime once a second, the microseconds digit by digit.
 pub fn write_timestamp(out: &mut Line, now: std::time::SystemTime) {
     let since_epoch = now
         .duration_since(std::time::UNIX_EPOCH)
@@ -31,12 +31,14 @@ pub fn write_timestamp(out: &mut Line, now: std::time::SystemTime) {
         }
         out.push_str(&second.1);
     });
-    out.push_str(".");
-    let mut digits = itoa::Buffer::new();
-    let digits = digits.format(micros);
-    out.push_str(&"000000"[digits.len()..]);
-    out.push_str(digits);
-    out.push_str("Z");
+    // `.` and six digits, then `Z`.
+    let mut tail = *b".000000Z";
+    let mut rest = micros;
+    for digit in tail[1..7].iter_mut().rev() {
+        *digit = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    out.push_ascii(&tail);
 }
 
 /// A span's busy or idle nanoseconds as tracing-subscriber prints `time.busy` and `time.idle`
