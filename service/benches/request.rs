@@ -54,7 +54,6 @@ use clap::Parser;
 use criterion::{criterion_group, measurement::WallTime, BenchmarkGroup, Criterion};
 use service::{config::Settings, routes::AppState, startup, telemetry};
 use tracing::Dispatch;
-use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::{layer::SubscriberExt, EnvFilter};
 
 mod common;
@@ -200,7 +199,7 @@ fn article(c: &mut Criterion) {
 /// Runs `f` with `dispatch` as this thread's default, then drops it and its writer, and checks
 /// that nothing kept it alive (a leftover subscriber would take part in every later callsite's
 /// interest).
-fn with_subscriber(dispatch: Dispatch, guard: WorkerGuard, f: impl FnOnce()) {
+fn with_subscriber<G>(dispatch: Dispatch, guard: G, f: impl FnOnce()) {
     let weak = dispatch.downgrade();
     tracing::dispatcher::with_default(&dispatch, || {
         tracing::callsite::rebuild_interest_cache();

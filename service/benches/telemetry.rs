@@ -1,8 +1,8 @@
 //! Micro-benchmarks of the service's tracing wiring (issues 8 and 9), built from the library's
 //! public telemetry functions so they measure what the binary installs:
 //! `telemetry::json_layer` (the JSON lines, with its own `EnvFilter`) and `watchdog::layer`
-//! (the blocking watchdog), on one registry, writing through a tracing-appender non-blocking
-//! lossless writer (as `telemetry::init` configures it) into `io::sink()`.
+//! (the blocking watchdog), on one registry, writing through `telemetry::lossless_writer` (the
+//! lossless batching writer `telemetry::init` builds) into `io::sink()`.
 //!
 //! - `event/filtered_out/*`: a `debug!` the filter rejects (goal ≤ 10 ns);
 //! - `event/emitted/*`: an `info!` with three fields formatted as JSON and queued to the writer
@@ -21,11 +21,10 @@ use std::{hint::black_box, time::Duration};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use service::{
-    telemetry::{json_layer, BoxedLayer},
+    telemetry::{batch_writer::BatchWriterGuard, json_layer, lossless_writer, BoxedLayer},
     watchdog,
 };
 use tracing::Dispatch;
-use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::{layer::SubscriberExt, Layer};
 
 mod common;
@@ -47,11 +46,8 @@ const SERVICE: Wiring = Wiring {
 };
 
 /// A subscriber with `wiring`'s layers, in `telemetry::init`'s order, and the writer's guard.
-fn subscriber(wiring: Wiring) -> (Dispatch, WorkerGuard) {
-    let (writer, guard) = NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("bench-writer")
-        .finish(std::io::sink());
+fn subscriber(wiring: Wiring) -> (Dispatch, BatchWriterGuard) {
+    let (writer, guard) = lossless_writer(Box::new(std::io::sink()), "bench-writer");
     let mut layers: Vec<BoxedLayer> = Vec::new();
     if wiring.watchdog {
         layers.extend(
