@@ -3,14 +3,15 @@
 //! This runs in the test process, not through the binary: the property belongs to the layer
 //! and the writer, and in-process each event carries its thread and sequence number, so
 //! "every line, in order per thread" is checked exactly. The JSON layer is the service's own
-//! (`service::telemetry::json_layer`); the writer is built with the settings
-//! `telemetry::init` uses (tracing-appender, `lossy(false)`, default queue), writing to a file.
+//! (`service::telemetry::json_layer`); the writer is the one `telemetry::init` builds
+//! (`telemetry::lossless_writer`, the lab's batching writer), and, for the record,
+//! tracing-appender's non-blocking writer in both its modes, writing to a file.
 
 use std::{collections::HashMap, path::Path};
 
-use service::telemetry::json_layer;
+use service::telemetry::{batch_writer::BatchWriter, json_layer, lossless_writer};
 use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder};
-use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::{fmt::MakeWriter, layer::SubscriberExt};
 
 use crate::process::complete_lines;
 
@@ -24,6 +25,13 @@ const EVENTS: u64 = THREADS * PER_THREAD;
 fn burst(builder: NonBlockingBuilder, file: &Path) -> ErrorCounter {
     let (writer, guard) = builder.finish(std::fs::File::create(file).unwrap());
     let dropped = writer.error_counter();
+    emit(writer);
+    drop(guard);
+    dropped
+}
+
+/// Emits the burst through `writer` and drops the subscriber; the caller drops the guard.
+fn emit<W: for<'w> MakeWriter<'w> + Send + Sync + 'static>(writer: W) {
     let subscriber = tracing_subscriber::registry().with(json_layer(writer, "info").unwrap());
     let dispatch = tracing::Dispatch::new(subscriber);
     std::thread::scope(|scope| {
@@ -39,8 +47,6 @@ fn burst(builder: NonBlockingBuilder, file: &Path) -> ErrorCounter {
         }
     });
     drop(dispatch);
-    drop(guard);
-    dropped
 }
 
 /// Per thread, the sequence numbers found in `file`, in file order.
@@ -71,6 +77,29 @@ fn assert_complete_and_ordered(file: &Path) {
             "thread {thread}: lines missing or out of order"
         );
     }
+}
+
+#[test]
+fn a_burst_through_the_services_writer_is_written_completely_and_in_order_per_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("burst.jsonl");
+    let (writer, guard) = lossless_writer(Box::new(std::fs::File::create(&file).unwrap()), "burst");
+    emit(writer);
+    drop(guard);
+    assert_complete_and_ordered(&file);
+}
+
+/// The same through a buffer far smaller than the burst (4 KiB, a few lines): the emitting
+/// threads wait for the writer instead of dropping, so nothing is lost either.
+#[test]
+fn a_burst_through_the_services_writer_with_a_full_buffer_waits_instead_of_dropping() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("burst.jsonl");
+    let sink = std::fs::File::create(&file).unwrap();
+    let (writer, guard) = BatchWriter::with_capacity(sink, "burst", 4096);
+    emit(writer);
+    drop(guard);
+    assert_complete_and_ordered(&file);
 }
 
 #[test]
