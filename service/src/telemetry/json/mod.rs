@@ -75,9 +75,14 @@ impl Line {
         self.0.extend_from_within(range);
     }
 
-    /// Appends the part `range` of `other` (whole values, as [`JsonVisitor`] notes them).
-    pub fn push_line(&mut self, other: &Line, range: Range<usize>) {
-        self.0.extend_from_slice(&other.0[range]);
+    /// Inserts JSON text written by a `Line` at `at`, a boundary between whole values.
+    pub fn insert_json_bytes(&mut self, at: usize, json: &[u8]) {
+        self.0.splice(at..at, json.iter().copied());
+    }
+
+    /// Appends JSON text written earlier by a `Line` (a span's object, a value in it).
+    pub fn push_json_bytes(&mut self, json: &[u8]) {
+        self.0.extend_from_slice(json);
     }
 
     /// Appends `value` as a JSON string literal.

@@ -7,8 +7,9 @@
 //! plumbing, not bytes: a registry look-up per layer per callback, the filter's bookkeeping,
 //! a second buffer, and timings kept for the root span, whose close line is never printed
 //! (`docs/benchmarks.md`, issue 20, has the instruction counts). Here a span is looked up
-//! once per callback, its fields are rendered once at creation, and a line is built in one
-//! reused buffer and handed to the writer in one call.
+//! at most once per callback (not at all on enter, exit and close while no timed span is
+//! open), it is rendered once, at creation, as the JSON object its lines copy, and a line is
+//! built in one reused buffer and handed to the writer in one call.
 //!
 //! Filtering is `RUST_LOG`'s [`EnvFilter`], asked directly; it is told about spans only when
 //! `RUST_LOG` has span directives (`[span{field=value}]`), the only ones that need them. The
@@ -17,7 +18,6 @@
 use std::{
     cell::RefCell,
     io::Write as _,
-    ops::Range,
     sync::atomic::{AtomicUsize, Ordering},
 };
 
@@ -33,7 +33,9 @@ use tracing_subscriber::{
 
 use super::json::{names_are_plain, write_timestamp, JsonVisitor, Line, Timing};
 
+mod span_json;
 mod timings;
+use span_json::{write_scope, SpanJson};
 use timings::Timings;
 
 /// Writes JSON lines for the events and spans `filter` enables (see the module doc).
@@ -76,14 +78,6 @@ impl<W> JsonLayer<W> {
     }
 }
 
-/// What the layer keeps on each span it enables: its fields as a JSON fragment
-/// (`"k":v,"k2":v2`), where in it the `request_id` value is, and its timings if it is timed.
-struct SpanJson {
-    fields: Line,
-    request_id: Option<Range<usize>>,
-    timings: Option<Timings>,
-}
-
 impl<S, W> Layer<S> for JsonLayer<W>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
@@ -108,22 +102,15 @@ where
             return;
         }
         let Some(span) = ctx.span(id) else { return };
-        let mut fields = Line::with_capacity(96);
-        let mut visitor = JsonVisitor::new(&mut fields, true, names_are_plain(meta));
-        attrs.record(&mut visitor);
-        let request_id = visitor.request_id.take();
         let timings = (meta.name() != self.untimed).then(Timings::start);
         if timings.is_some() {
             self.timed_open.fetch_add(1, Ordering::Relaxed);
         }
-        span.extensions_mut().insert(SpanJson {
-            request_id,
-            fields,
-            timings,
-        });
+        let json = SpanJson::new(meta, |visitor| attrs.record(visitor), timings);
+        span.extensions_mut().insert(json);
     }
 
-    /// `Span::record` appends to the stored fragment.
+    /// `Span::record` adds to the span's stored fields.
     fn on_record(&self, id: &Id, values: &span::Record<'_>, ctx: Context<'_, S>) {
         if self.span_directives {
             self.filter.on_record(id, values, ctx.clone());
@@ -133,11 +120,7 @@ where
         let Some(json) = extensions.get_mut::<SpanJson>() else {
             return;
         };
-        let first = json.fields.is_empty();
-        let plain = names_are_plain(span.metadata());
-        let mut visitor = JsonVisitor::new(&mut json.fields, first, plain);
-        values.record(&mut visitor);
-        json.request_id = json.request_id.take().or(visitor.request_id);
+        json.record(span.metadata(), |visitor| values.record(visitor));
     }
 
     fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
@@ -253,50 +236,6 @@ where
     }
 }
 
-/// `,"request_id":…,"spans":[{…},…],"span":{…}` for the enabled spans from the root to
-/// `leaf`; the first one's `request_id` (the request's) goes to the top level. Nothing when
-/// none is enabled.
-fn write_scope<S>(out: &mut Line, leaf: SpanRef<'_, S>)
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-{
-    let mut innermost: Option<Range<usize>> = None;
-    let mut write = |span: &SpanRef<'_, S>| {
-        let extensions = span.extensions();
-        let Some(json) = extensions.get::<SpanJson>() else {
-            return;
-        };
-        if innermost.is_none() {
-            if let Some(value) = &json.request_id {
-                out.push_str(",\"request_id\":");
-                out.push_line(&json.fields, value.clone());
-            }
-            out.push_str(",\"spans\":[{");
-        } else {
-            out.push_str(",{");
-        }
-        let start = out.len() - 1;
-        if !json.fields.is_empty() {
-            out.push_line(&json.fields, 0..json.fields.len());
-            out.push_str(",");
-        }
-        out.push_str("\"name\":");
-        push_name(out, span.metadata(), span.name());
-        out.push_str("}");
-        innermost = Some(start..out.len());
-    };
-    // A span with no parent (a request's root span) has no scope to collect; otherwise the
-    // parent found here starts the walk to the root, not looked up a second time.
-    if let Some(parent) = leaf.parent() {
-        parent.scope().from_root().for_each(|span| write(&span));
-    }
-    write(&leaf);
-    if let Some(span) = innermost {
-        out.push_str("],\"span\":");
-        out.copy_within(span);
-    }
-}
-
 /// `name`, one of `meta`'s names, as a JSON string: copied when the callsite's names are plain.
 fn push_name(out: &mut Line, meta: &'static Metadata<'static>, name: &str) {
     if names_are_plain(meta) {
@@ -310,16 +249,16 @@ thread_local! {
     static SCRATCH: RefCell<Line> = RefCell::new(Line::default());
 }
 
-/// Builds a line in this thread's reused buffer (a fresh one if a field's `Debug` logged
-/// while a line was being built).
-fn with_line(build: impl FnOnce(&mut Line)) {
+/// Builds a line (or a span's object) in this thread's reused buffer (a fresh one if a field's
+/// `Debug` logged while one was being built).
+fn with_line<R>(build: impl FnOnce(&mut Line) -> R) -> R {
     SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
         Ok(mut line) => {
             line.clear();
-            build(&mut line);
+            build(&mut line)
         }
         Err(_) => build(&mut Line::default()),
-    });
+    })
 }
 
 #[cfg(test)]

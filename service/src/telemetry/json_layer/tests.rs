@@ -187,3 +187,21 @@ fn names_that_need_escaping_are_escaped() {
     }
     assert_eq!(lines[0]["fields"]["plain"], 2);
 }
+
+#[test]
+fn a_field_recorded_into_a_span_without_fields_comes_before_its_name() {
+    let lines = lines("info", || {
+        let root = tracing::info_span!("request", request_id = tracing::field::Empty);
+        let _root = root.enter();
+        tracing::info!("before");
+        root.record("request_id", "late-2");
+        tracing::info!("after");
+    });
+    assert_eq!(lines[0]["span"], serde_json::json!({"name": "request"}));
+    assert!(lines[0].get("request_id").is_none());
+    assert_eq!(
+        lines[1]["span"],
+        serde_json::json!({"request_id": "late-2", "name": "request"})
+    );
+    assert_eq!(lines[1]["request_id"], "late-2");
+}
