@@ -46,6 +46,8 @@ pub struct JsonLayer<W> {
     max_level: LevelFilter,
     /// Whether `RUST_LOG` has span directives, so that the filter must follow every span.
     span_directives: bool,
+    /// Whether `RUST_LOG` is a bare level (`info`), for which the level decides alone.
+    level_only: bool,
     /// Spans with this name print no close line, so are not timed (the request's root span:
     /// its access line reports the request).
     untimed: &'static str,
@@ -68,13 +70,15 @@ impl<W> JsonLayer<W> {
             max_level: filter.max_level_hint().unwrap_or(LevelFilter::TRACE),
             filter,
             span_directives: rust_log.contains('['),
+            level_only: rust_log.parse::<LevelFilter>().is_ok(),
             untimed,
             timed_open: AtomicUsize::new(0),
         })
     }
 
     fn enabled<S: Subscriber>(&self, meta: &Metadata<'_>, ctx: &Context<'_, S>) -> bool {
-        *meta.level() <= self.max_level && self.filter.enabled(meta, ctx.clone())
+        *meta.level() <= self.max_level
+            && (self.level_only || self.filter.enabled(meta, ctx.clone()))
     }
 }
 

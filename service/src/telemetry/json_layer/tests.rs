@@ -205,3 +205,18 @@ fn a_field_recorded_into_a_span_without_fields_comes_before_its_name() {
     );
     assert_eq!(lines[1]["request_id"], "late-2");
 }
+
+#[test]
+fn a_bare_level_decides_alone_and_target_directives_still_apply() {
+    let lines_at = |rust_log| {
+        lines(rust_log, || {
+            tracing::trace!("trace");
+            tracing::debug!("debug");
+            tracing::info!(target: "noisy", "noisy info");
+            tracing::warn!("warn");
+        })
+    };
+    assert_eq!(messages(&lines_at("debug")), ["debug", "noisy info", "warn"]);
+    assert_eq!(messages(&lines_at("WARN")), ["warn"]);
+    assert_eq!(messages(&lines_at("debug,noisy=off")), ["debug", "warn"]);
+}
