@@ -117,13 +117,17 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let _entered = this.span.enter();
+        let span: &Span = this.span;
+        let _entered = span.enter();
         // Dropped first, still inside the span: the watchdog's closing line is the request's.
-        let _polling = watchdog::poll_request(this.id, this.span);
+        let _polling = watchdog::poll_request(this.id, span);
         let mut outcome = std::task::ready!(this.inner.poll(cx));
         // The field values are computed only when the line is enabled. An error becomes a
         // response after this middleware; its status is already decided.
         tracing::info!(
+            // The request's span by name: the same line as inside it, without finding the
+            // current span (two look-ups) first.
+            parent: span,
             // A `str`, not the format arguments a trailing literal becomes: the same line,
             // without a round through `fmt` to write it.
             message = "request finished",

@@ -46,6 +46,14 @@ impl Application {
         let workers = settings.worker_count();
         let long_poll = settings.long_poll;
         let tracing = settings.request_tracing;
+        // Before `listening`, which tools and tests take as the last start-up line.
+        if let ConfigDir::Missing { tried } = &config_dir {
+            let tried: Vec<_> = tried.iter().map(|dir| dir.display().to_string()).collect();
+            tracing::warn!(
+                tried = tried.join(", "),
+                "no config folder: /config/... answers 404 until CONFIG_DIR names one"
+            );
+        }
         tracing::info!(
             addr = %local_addr,
             workers,
@@ -56,13 +64,6 @@ impl Application {
             config_dir = config_dir.found().map(|dir| tracing::field::display(dir.display())),
             "listening"
         );
-        if let ConfigDir::Missing { tried } = &config_dir {
-            let tried: Vec<_> = tried.iter().map(|dir| dir.display().to_string()).collect();
-            tracing::warn!(
-                tried = tried.join(", "),
-                "no config folder: /config/... answers 404 until CONFIG_DIR names one"
-            );
-        }
         let server = HttpServer::new(move || {
             // The factory runs on each worker thread, inside its runtime.
             watchdog::spawn_heartbeat(long_poll);

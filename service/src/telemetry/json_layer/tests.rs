@@ -216,7 +216,10 @@ fn a_bare_level_decides_alone_and_target_directives_still_apply() {
             tracing::warn!("warn");
         })
     };
-    assert_eq!(messages(&lines_at("debug")), ["debug", "noisy info", "warn"]);
+    assert_eq!(
+        messages(&lines_at("debug")),
+        ["debug", "noisy info", "warn"]
+    );
     assert_eq!(messages(&lines_at("WARN")), ["warn"]);
     assert_eq!(messages(&lines_at("debug,noisy=off")), ["debug", "warn"]);
 }
