@@ -78,7 +78,10 @@ where
         let started = Instant::now();
         let id = RequestId::for_request(&req);
         let method = req.method().clone();
+        // A root by construction (`parent: None`): no current span to look up, and on the
+        // canary not a child of the tokio task that happens to poll the connection.
         let span = tracing::info_span!(
+            parent: None,
             ROOT_SPAN,
             request_id = id.as_str(),
             method = method.as_str()
