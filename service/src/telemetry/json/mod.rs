@@ -170,7 +170,25 @@ impl<'a> JsonVisitor<'a> {
 
 impl Visit for JsonVisitor<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.pair(field, |out| out.push_json_str(value));
+        if !self.plain_names || escape::any_needs_escape(value.as_bytes()) {
+            return self.pair(field, |out| out.push_json_str(value));
+        }
+        // Nearly every string: `,"name":"value"` copied in pieces after one reservation.
+        let name = field.name();
+        let out = &mut self.out.0;
+        out.reserve(name.len() + value.len() + 6);
+        if !std::mem::take(&mut self.first) {
+            out.push(b',');
+        }
+        out.push(b'"');
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\":\"");
+        let start = out.len() - 1;
+        out.extend_from_slice(value.as_bytes());
+        out.push(b'"');
+        if name == REQUEST_ID {
+            self.request_id = Some(start..out.len());
+        }
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
