@@ -59,6 +59,8 @@ struct State {
     /// Logging threads waiting for room.
     waiting: usize,
     stopping: bool,
+    /// The writer thread has ended: lines from now on cannot be written and are not kept.
+    gone: bool,
 }
 
 impl BatchWriter {
@@ -104,6 +106,9 @@ impl Shared {
     /// it sleeps, the batch is large, or the buffer is full.
     fn append(&self, line: &[u8]) {
         let mut state = self.lock();
+        if state.gone {
+            return;
+        }
         // Once stopping, the writer thread no longer makes room: nobody waits for it.
         while !state.lines.is_empty()
             && state.lines.len() + line.len() > self.capacity
@@ -117,6 +122,9 @@ impl Shared {
                 .wait(state)
                 .unwrap_or_else(PoisonError::into_inner);
             state.waiting -= 1;
+            if state.gone {
+                return;
+            }
         }
         state.lines.extend_from_slice(line);
         if state.asleep || state.lines.len() >= WAKE_AT {
@@ -127,6 +135,7 @@ impl Shared {
 
     /// The writer thread: one batch per wake-up, until stopped and drained.
     fn write_batches(&self, mut sink: impl Write) {
+        let _gone = Gone(self);
         let mut batch = Vec::new();
         let mut state = self.lock();
         loop {
@@ -159,6 +168,22 @@ impl Shared {
             batch.clear();
             state = self.lock();
         }
+    }
+}
+
+/// Marks the writer thread gone however it ends (a sink that panics included), so that no
+/// logging thread waits for room it would never make, nor fills memory with lines nobody
+/// will write (as with tracing-appender, lines after the guard has dropped are lost).
+struct Gone<'a>(&'a Shared);
+
+impl Drop for Gone<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        state.stopping = true;
+        state.gone = true;
+        state.lines = Vec::new();
+        drop(state);
+        self.0.room.notify_all();
     }
 }
 

@@ -116,3 +116,36 @@ fn a_line_longer_than_the_buffer_still_goes_through() {
     drop(guard);
     assert_eq!(sink.bytes(), long.repeat(3).as_bytes());
 }
+
+/// A sink whose first write panics, as a broken custom sink might.
+struct Panics;
+
+impl std::io::Write for Panics {
+    fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+        panic!("the sink broke (expected by the test)");
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_writer_thread_that_died_leaves_no_logging_thread_waiting() {
+    let (writer, guard) = BatchWriter::with_capacity(Panics, "test-writer", 64);
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // Far more than the buffer holds: with the writer gone, nobody would make room.
+        for seq in 0..1000 {
+            (&writer)
+                .write_all(format!("line {seq}\n").as_bytes())
+                .unwrap();
+        }
+        done.send(()).unwrap();
+    });
+    assert!(
+        finished.recv_timeout(Duration::from_secs(20)).is_ok(),
+        "a logging thread still waits for a writer that is gone"
+    );
+    drop(guard);
+}
