@@ -213,8 +213,11 @@ async fn a_worker_waiting_for_a_cpu_is_not_reported_as_stalled() {
     assert!(pinned.status.success(), "{pinned:?}");
     let hogs = CpuHogs::on_cpu0(3);
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-    run(&app, "/background/blocking?ms=300").await;
-    let stall = app.wait_for_stall(200).await;
+    // A block long beside the starvation itself: a heartbeat late mostly for want of a CPU is
+    // rightly not reported, and on a loaded machine the starved poll before the block can add
+    // a few hundred milliseconds of such waiting to the same heartbeat.
+    run(&app, "/background/blocking?ms=1000").await;
+    let stall = app.wait_for_stall(800).await;
     drop(hogs);
     // Every stall line is the real block's: none came from the two seconds of starvation.
     let stalls: Vec<_> = app
