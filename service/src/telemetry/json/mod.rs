@@ -93,8 +93,18 @@ impl Line {
         self.0.push(b'"');
     }
 
-    /// Appends `text`, which needs no escaping ([`names_are_plain`]), as a JSON string literal.
-    pub fn push_plain_str(&mut self, text: &str) {
+    /// Appends one of a callsite's names (its target, its name) as a JSON string: copied when
+    /// the callsite's names are `plain` ([`names_are_plain`]), escaped otherwise.
+    pub fn push_name(&mut self, name: &str, plain: bool) {
+        if plain {
+            self.push_plain_str(name);
+        } else {
+            self.push_json_str(name);
+        }
+    }
+
+    /// Appends `text`, which needs no escaping, as a JSON string literal.
+    fn push_plain_str(&mut self, text: &str) {
         self.0.reserve(text.len() + 2);
         self.0.push(b'"');
         self.0.extend_from_slice(text.as_bytes());
@@ -173,7 +183,9 @@ impl Visit for JsonVisitor<'_> {
         if !self.plain_names || escape::any_needs_escape(value.as_bytes()) {
             return self.pair(field, |out| out.push_json_str(value));
         }
-        // Nearly every string: `,"name":"value"` copied in pieces after one reservation.
+        // Nearly every string: `,"name":"value"` copied in pieces after one reservation. (The
+        // general `pair` with the value's length reserved too costs about 100 instructions
+        // more per access line: `docs/benchmarks.md`, issue 20.)
         let name = field.name();
         let out = &mut self.out.0;
         out.reserve(name.len() + value.len() + 6);

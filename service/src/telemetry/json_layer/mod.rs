@@ -155,7 +155,7 @@ where
         if let Some(timings) = timings {
             self.timed_open.fetch_sub(1, Ordering::Relaxed);
             let (busy, idle) = timings.close();
-            self.write_line(span.metadata(), Some(span), |out| {
+            self.write_line(span.metadata(), Some(span), |out, _| {
                 out.push_str("\"message\":\"close\",\"time.busy\":\"");
                 Timing(busy).write(out);
                 out.push_str("\",\"time.idle\":\"");
@@ -170,8 +170,8 @@ where
         if !self.enabled(meta, &ctx) {
             return;
         }
-        self.write_line(meta, ctx.event_span(event), |out| {
-            event.record(&mut JsonVisitor::new(out, true, names_are_plain(meta)));
+        self.write_line(meta, ctx.event_span(event), |out, plain_names| {
+            event.record(&mut JsonVisitor::new(out, true, plain_names));
         });
     }
 }
@@ -210,26 +210,28 @@ where
         }
     }
 
-    /// One line: `fields` writes the inside of `"fields":{…}`; `leaf` is the innermost span
+    /// One line: `fields` writes the inside of `"fields":{…}`, told whether `meta`'s names are
+    /// plain ([`names_are_plain`], decided once per line); `leaf` is the innermost span
     /// of its scope (the event's parent, or the span closing), of which only the spans this
     /// layer enabled are printed, as `spans` from the root and `span` for the innermost.
     fn write_line<S>(
         &self,
         meta: &'static Metadata<'static>,
         leaf: Option<SpanRef<'_, S>>,
-        fields: impl FnOnce(&mut Line),
+        fields: impl FnOnce(&mut Line, bool),
     ) where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
+        let plain_names = names_are_plain(meta);
         with_line(|out| {
             out.push_str("{\"timestamp\":\"");
             write_timestamp(out, std::time::SystemTime::now());
             out.push_str("\",\"level\":\"");
             out.push_str(meta.level().as_str());
             out.push_str("\",\"fields\":{");
-            fields(out);
+            fields(out, plain_names);
             out.push_str("},\"target\":");
-            push_name(out, meta, meta.target());
+            out.push_name(meta.target(), plain_names);
             if let Some(leaf) = leaf {
                 write_scope(out, leaf);
             }
@@ -237,15 +239,6 @@ where
             // Write errors are the writer's to report (`telemetry::ReportErrorsOnce`).
             let _ = self.writer.make_writer_for(meta).write_all(out.as_bytes());
         });
-    }
-}
-
-/// `name`, one of `meta`'s names, as a JSON string: copied when the callsite's names are plain.
-fn push_name(out: &mut Line, meta: &'static Metadata<'static>, name: &str) {
-    if names_are_plain(meta) {
-        out.push_plain_str(name);
-    } else {
-        out.push_json_str(name);
     }
 }
 

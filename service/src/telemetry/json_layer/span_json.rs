@@ -6,7 +6,7 @@ use std::ops::Range;
 use tracing::{field::Visit, Metadata, Subscriber};
 use tracing_subscriber::registry::{LookupSpan, SpanRef};
 
-use super::{push_name, timings::Timings, with_line};
+use super::{timings::Timings, with_line};
 use crate::telemetry::json::{names_are_plain, JsonVisitor, Line};
 
 /// A span as `{"k":v,…,"name":"…"}`, where in it the `request_id` value is, and its timings if
@@ -26,9 +26,10 @@ impl SpanJson {
         record: impl FnOnce(&mut dyn Visit),
         timings: Option<Timings>,
     ) -> Self {
+        let plain_names = names_are_plain(meta);
         let mut object = Line::with_capacity(128);
         object.push_str("{");
-        let mut visitor = JsonVisitor::new(&mut object, true, names_are_plain(meta));
+        let mut visitor = JsonVisitor::new(&mut object, true, plain_names);
         record(&mut visitor);
         let request_id = visitor.request_id.take();
         let fields_end = object.len();
@@ -37,7 +38,7 @@ impl SpanJson {
         } else {
             "\"name\":"
         });
-        push_name(&mut object, meta, meta.name());
+        object.push_name(meta.name(), plain_names);
         object.push_str("}");
         Self {
             object,
