@@ -166,7 +166,7 @@ fn polls(c: &mut Criterion) {
                 b.iter(|| span.in_scope(|| black_box(1)))
             });
             // What the request middleware pays the watchdog per poll of a request.
-            let id = service::request_id::RequestId::generate();
+            let (id, _) = service::request_id::RequestId::generate();
             let root = tracing::Span::none();
             group.bench_function("request_frame", |b| {
                 b.iter(|| drop(black_box(watchdog::poll_request(&id, &root))))

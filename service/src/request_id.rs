@@ -2,7 +2,12 @@
 //! and carried by the request's root span so every log line of the request names it
 //! ([`crate::request_telemetry`] opens that span and sets the response header).
 
-use std::fmt;
+use std::{
+    fmt,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use arrayvec::ArrayString;
 
 use actix_web::{
     dev::{Payload, ServiceRequest},
@@ -21,11 +26,10 @@ pub const MAX_LEN: usize = 64;
 
 /// A request's id: the client's, when it passes [`RequestId::from_client`], or a fresh UUID v7.
 ///
-/// It is stored as the header value it is sent back as: a client's id is the request header's
-/// own bytes (cloning it bumps a reference count), a fresh id is formatted once, and echoing
-/// either in the response copies nothing.
+/// Kept inline as text (at most [`MAX_LEN`] bytes): making, copying and reading an id allocates
+/// nothing and checks nothing again; the response header's value is made from it once.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestId(HeaderValue);
+pub struct RequestId(ArrayString<MAX_LEN>);
 
 impl RequestId {
     /// Keeps a client-supplied id only when it is 1–64 characters of `[A-Za-z0-9._:-]`, so it
@@ -36,33 +40,45 @@ impl RequestId {
             && raw
                 .iter()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
-        valid.then(|| Self(value.clone()))
+        let text = std::str::from_utf8(raw).ok().filter(|_| valid)?;
+        ArrayString::from(text).ok().map(Self)
     }
 
-    /// A fresh time-ordered UUID v7 (uuid's `fast-rng`: no system call per id).
-    pub fn generate() -> Self {
+    /// A fresh UUID v7: the Unix time in milliseconds, then 74 random bits from the thread's
+    /// CSPRNG (rand's, which uuid's `fast-rng` uses too). Ids sort by their millisecond; within
+    /// one they are only unique, not ordered: `Uuid::now_v7`'s shared counter, which orders
+    /// them, costs more than the rest of the id (`docs/benchmarks.md`). With its response
+    /// header value.
+    pub fn generate() -> (Self, HeaderValue) {
+        let since_epoch = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let millis = since_epoch.as_secs() * 1000 + u64::from(since_epoch.subsec_millis());
+        // One draw for all ten bytes (an array would draw each byte).
+        let random = rand::random::<u128>().to_le_bytes();
+        let random = random[..10].try_into().expect("ten of sixteen bytes");
+        let uuid = uuid::Builder::from_unix_timestamp_millis(millis, random).into_uuid();
         let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
-        let text = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut text);
-        Self(HeaderValue::from_str(text).expect("a UUID is a valid header value"))
+        let text = uuid.hyphenated().encode_lower(&mut text);
+        // Checked here, where its length is known, rather than as an id of any length later.
+        let header = HeaderValue::from_str(text).expect("a UUID is a valid header value");
+        let id = ArrayString::from(text).expect("a UUID fits in MAX_LEN");
+        (Self(id), header)
     }
 
-    /// The client's id if valid, else a fresh one. The invalid value is dropped, never logged.
-    pub fn for_request(req: &ServiceRequest) -> Self {
-        req.headers()
-            .get(&HEADER_NAME)
-            .and_then(Self::from_client)
-            .unwrap_or_else(Self::generate)
+    /// The client's id if valid, else a fresh one, with the value of the response header that
+    /// echoes it (the client's own header, shared). The invalid value is dropped, never logged.
+    pub fn for_request(req: &ServiceRequest) -> (Self, HeaderValue) {
+        let client = req.headers().get(&HEADER_NAME);
+        match client.and_then(Self::from_client) {
+            Some(id) => (id, client.expect("the id came from it").clone()),
+            None => Self::generate(),
+        }
     }
 
     /// The id as text.
     pub fn as_str(&self) -> &str {
-        // Both constructors admit ASCII letters, digits and `.-_:` only.
-        std::str::from_utf8(self.0.as_bytes()).expect("request ids are ASCII")
-    }
-
-    /// The id as the response header's value.
-    pub fn header_value(&self) -> HeaderValue {
-        self.0.clone()
+        &self.0
     }
 }
 
@@ -115,9 +131,10 @@ mod tests {
 
     #[test]
     fn generated_ids_are_uuid_v7() {
-        let id = RequestId::generate();
+        let (id, header) = RequestId::generate();
+        assert_eq!(header, id.as_str());
         let parsed = uuid::Uuid::parse_str(id.as_str()).unwrap();
         assert_eq!(parsed.get_version_num(), 7);
-        assert_ne!(RequestId::generate(), id);
+        assert_ne!(RequestId::generate().0, id);
     }
 }

@@ -23,7 +23,7 @@ use std::{
 
 use actix_web::{
     dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform},
-    http::Method,
+    http::{header::HeaderValue, Method},
     Error, HttpMessage, HttpRequest,
 };
 use tracing::Span;
@@ -76,7 +76,7 @@ where
         // with per-layer filters it leaves a stale filter decision behind, and the next span
         // (this request's) would go unseen by the watchdog's layer.
         let started = Instant::now();
-        let id = RequestId::for_request(&req);
+        let (id, header) = RequestId::for_request(&req);
         let method = req.method().clone();
         // A root by construction (`parent: None`): no current span to look up, and on the
         // canary not a child of the tokio task that happens to poll the connection.
@@ -94,6 +94,7 @@ where
             inner,
             span,
             id,
+            header: Some(header),
             method,
             started,
         }
@@ -107,6 +108,8 @@ pin_project_lite::pin_project! {
         inner: F,
         span: Span,
         id: RequestId,
+        // The `x-request-id` response header's value, moved into the response.
+        header: Option<HeaderValue>,
         method: Method,
         started: Instant,
     }
@@ -143,9 +146,9 @@ where
             // (Through u64: a u128-to-float conversion is a library call.)
             latency_ms = this.started.elapsed().as_micros() as u64 as f64 / 1000.0,
         );
-        if let Ok(res) = &mut outcome {
+        if let (Ok(res), Some(header)) = (&mut outcome, this.header.take()) {
             res.headers_mut()
-                .insert(request_id::HEADER_NAME.clone(), this.id.header_value());
+                .insert(request_id::HEADER_NAME.clone(), header);
         }
         Poll::Ready(outcome)
     }
