@@ -216,7 +216,7 @@ impl Visit for JsonVisitor<'_> {
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.pair(field, |out| out.push_str(itoa::Buffer::new().format(value)));
+        self.pair(field, |out| write_u64(out, value));
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
@@ -237,6 +237,19 @@ impl Visit for JsonVisitor<'_> {
     }
 }
 
+/// `value` in decimal, as itoa writes it. Below 1,000 (a status, the whole milliseconds of
+/// nearly every latency) the digits are copied as one fixed-size piece, not through itoa's
+/// buffer and a copy of unknown length.
+pub(crate) fn write_u64(out: &mut Line, value: u64) {
+    let digit = |n: u64| b'0' + (n % 10) as u8;
+    match value {
+        0..=9 => out.push_ascii(&[digit(value)]),
+        10..=99 => out.push_ascii(&[digit(value / 10), digit(value)]),
+        100..=999 => out.push_ascii(&[digit(value / 100), digit(value / 10), digit(value)]),
+        _ => out.push_str(itoa::Buffer::new().format(value)),
+    }
+}
+
 /// A finite `value` as ryu prints it (the shortest text that reads back as `value`). Whole
 /// thousandths below a billion, as the access line's `latency_ms` always is, take a shortcut:
 /// for them that text is the decimal itself, trailing zeros trimmed (`5.12`, `3.0`).
@@ -245,20 +258,15 @@ pub(crate) fn write_f64(out: &mut Line, value: f64) {
     if value.is_sign_positive() && value < 1e9 {
         let thousandths = (value * 1000.0 + 0.5) as u64;
         if thousandths as f64 / 1000.0 == value {
-            out.push_str(itoa::Buffer::new().format(thousandths / 1000));
+            write_u64(out, thousandths / 1000);
             let frac = thousandths % 1000;
-            let digits = [
-                b'.',
-                b'0' + (frac / 100) as u8,
-                b'0' + (frac / 10 % 10) as u8,
-                b'0' + (frac % 10) as u8,
-            ];
-            let kept = match (frac % 100, frac % 10) {
-                (0, _) => 2,
-                (_, 0) => 3,
-                _ => 4,
-            };
-            out.push_ascii(&digits[..kept]);
+            let digit = |n: u64| b'0' + (n % 10) as u8;
+            // Fixed-size pieces, as in `write_u64`.
+            match (frac % 100, frac % 10) {
+                (0, _) => out.push_ascii(&[b'.', digit(frac / 100)]),
+                (_, 0) => out.push_ascii(&[b'.', digit(frac / 100), digit(frac / 10)]),
+                _ => out.push_ascii(&[b'.', digit(frac / 100), digit(frac / 10), digit(frac)]),
+            }
             return;
         }
     }

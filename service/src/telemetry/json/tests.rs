@@ -2,7 +2,7 @@
 
 use tracing::field::Visit;
 
-use super::{write_f64, JsonVisitor, Line};
+use super::{write_f64, write_u64, JsonVisitor, Line};
 
 fn text(line: &Line) -> &str {
     std::str::from_utf8(line.as_bytes()).unwrap()
@@ -73,5 +73,16 @@ fn floats_print_like_ryu() {
             ryu::Buffer::new().format_finite(value),
             "{value}"
         );
+    }
+}
+
+#[test]
+fn integers_print_like_itoa() {
+    let mut values: Vec<u64> = (0..2_000).collect();
+    values.extend([9_999, 10_000, 65_535, u64::MAX]);
+    for value in values {
+        let mut out = Line::default();
+        write_u64(&mut out, value);
+        assert_eq!(text(&out), itoa::Buffer::new().format(value), "{value}");
     }
 }

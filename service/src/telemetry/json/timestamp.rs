@@ -2,43 +2,70 @@
 //! and `time.idle`.
 
 use std::{
-    cell::RefCell,
+    cell::Cell,
     fmt::{self, Write as _},
 };
 
 use super::Line;
 
+/// `YYYY-MM-DDTHH:MM:SS`: the part of a timestamp that changes once a second.
+type Second = [u8; 19];
+
 thread_local! {
-    /// The current second as `YYYY-MM-DDTHH:MM:SS`, formatted once per second per thread.
-    static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    /// The current second, formatted once per second per thread.
+    static SECOND: Cell<(u64, Second)> = const { Cell::new((u64::MAX, [0; 19])) };
 }
 
-/// `now` as tracing-subscriber prints it (RFC 3339, UTC, microseconds, `Z`), the date and time
-/// of day formatted by humantime once a second, the microseconds digit by digit.
+/// `now` as tracing-subscriber prints it (RFC 3339, UTC, microseconds, `Z`): the date and time
+/// of day formatted by humantime once a second, the microseconds two digits at a time, and the
+/// whole timestamp copied into the line as one fixed-size piece.
 pub fn write_timestamp(out: &mut Line, now: std::time::SystemTime) {
     let since_epoch = now
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     let (secs, micros) = (since_epoch.as_secs(), since_epoch.subsec_micros());
-    SECOND.with(|second| {
-        let mut second = second.borrow_mut();
-        if second.0 != secs {
-            let whole = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
-            let text = humantime::format_rfc3339_seconds(whole).to_string();
-            second.1.clear();
-            second.1.push_str(text.trim_end_matches('Z'));
-            second.0 = secs;
+    let second = SECOND.with(|cached| {
+        let (cached_secs, text) = cached.get();
+        if cached_secs == secs {
+            return text;
         }
-        out.push_str(&second.1);
+        let text = format_second(secs);
+        cached.set((secs, text));
+        text
     });
-    // `.` and six digits, then `Z`.
-    let mut tail = *b".000000Z";
-    let mut rest = micros;
-    for digit in tail[1..7].iter_mut().rev() {
-        *digit = b'0' + (rest % 10) as u8;
-        rest /= 10;
+    let mut stamp = [0u8; 27];
+    stamp[..19].copy_from_slice(&second);
+    stamp[19] = b'.';
+    for (i, pair) in [micros / 10_000, micros / 100 % 100, micros % 100]
+        .into_iter()
+        .enumerate()
+    {
+        let pair = pair as usize * 2;
+        stamp[20 + 2 * i..22 + 2 * i].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
     }
-    out.push_ascii(&tail);
+    stamp[26] = b'Z';
+    out.push_ascii(&stamp);
+}
+
+/// `00` to `99`.
+const DIGIT_PAIRS: &[u8; 200] = b"\
+    0001020304050607080910111213141516171819\
+    2021222324252627282930313233343536373839\
+    4041424344454647484950515253545556575859\
+    6061626364656667686970717273747576777879\
+    8081828384858687888990919293949596979899";
+
+/// Second `secs` of the Unix epoch as `YYYY-MM-DDTHH:MM:SS`.
+fn format_second(secs: u64) -> Second {
+    let whole = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+    let text = humantime::format_rfc3339_seconds(whole).to_string();
+    let mut second = [0; 19];
+    // Years past 9999 would not fit; they are left out rather than cut (humantime's own limit
+    // is the year 9999 anyway).
+    if let Some(prefix) = text.as_bytes().get(..19) {
+        second.copy_from_slice(prefix);
+    }
+    second
 }
 
 /// A span's busy or idle nanoseconds as tracing-subscriber prints `time.busy` and `time.idle`
