@@ -3,6 +3,7 @@
 //! ([`crate::request_telemetry`] opens that span and sets the response header).
 
 use std::{
+    cell::Cell,
     fmt,
     time::{SystemTime, UNIX_EPOCH},
 };
@@ -12,7 +13,7 @@ use arrayvec::ArrayString;
 use actix_web::{
     dev::{Payload, ServiceRequest},
     http::header::{HeaderName, HeaderValue},
-    Error, FromRequest, HttpMessage, HttpRequest,
+    Error, FromRequest, HttpRequest,
 };
 
 /// Request and response header carrying the id.
@@ -28,7 +29,7 @@ pub const MAX_LEN: usize = 64;
 ///
 /// Kept inline as text (at most [`MAX_LEN`] bytes): making, copying and reading an id allocates
 /// nothing and checks nothing again; the response header's value is made from it once.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RequestId(ArrayString<MAX_LEN>);
 
 impl RequestId {
@@ -88,13 +89,40 @@ impl fmt::Display for RequestId {
     }
 }
 
-/// Handlers take the id as an extractor to put it on their own spans.
+thread_local! {
+    /// The id of the request being polled on this thread (see [`RequestId::enter`]).
+    static CURRENT: Cell<Option<RequestId>> = const { Cell::new(None) };
+}
+
+impl RequestId {
+    /// Makes this the id of the request being polled on this thread until the guard drops, for
+    /// the extractor; the request middleware enters it around each poll of the request. A
+    /// thread-local rather than the request's extensions: no allocation and no map insert per
+    /// request, the id copied in for the poll (`docs/benchmarks.md`).
+    pub fn enter(&self) -> Entered {
+        Entered(CURRENT.replace(Some(*self)))
+    }
+}
+
+/// Restores the id that was current before [`RequestId::enter`] when dropped.
+#[must_use = "the id stops being current when the guard drops"]
+#[derive(Debug)]
+pub struct Entered(Option<RequestId>);
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        CURRENT.set(self.0.take());
+    }
+}
+
+/// Handlers take the id as an extractor to put it on their own spans. Extractors run inside the
+/// handler's future, so inside the middleware's poll of the request.
 impl FromRequest for RequestId {
     type Error = Error;
     type Future = std::future::Ready<Result<Self, Error>>;
 
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let id = req.extensions().get::<RequestId>().cloned();
+    fn from_request(_: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let id = CURRENT.get();
         std::future::ready(id.ok_or_else(|| {
             actix_web::error::ErrorInternalServerError("request id middleware missing")
         }))
@@ -136,5 +164,26 @@ mod tests {
         let parsed = uuid::Uuid::parse_str(id.as_str()).unwrap();
         assert_eq!(parsed.get_version_num(), 7);
         assert_ne!(RequestId::generate().0, id);
+    }
+
+    #[test]
+    fn the_extractor_finds_the_entered_id_and_only_while_entered() {
+        let extract = || {
+            let req = actix_web::test::TestRequest::default().to_http_request();
+            RequestId::extract(&req).into_inner().ok()
+        };
+        let outer = RequestId::generate().0;
+        let inner = RequestId::generate().0;
+        assert_eq!(extract(), None);
+        {
+            let _outer = outer.enter();
+            assert_eq!(extract(), Some(outer));
+            {
+                let _inner = inner.enter();
+                assert_eq!(extract(), Some(inner));
+            }
+            assert_eq!(extract(), Some(outer));
+        }
+        assert_eq!(extract(), None);
     }
 }

@@ -24,7 +24,7 @@ use std::{
 use actix_web::{
     dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform},
     http::{header::HeaderValue, Method},
-    Error, HttpMessage, HttpRequest,
+    Error, HttpRequest,
 };
 use tracing::Span;
 
@@ -86,7 +86,6 @@ where
             request_id = id.as_str(),
             method = method.as_str()
         );
-        req.extensions_mut().insert(id.clone());
         // Not entered here: `call` only routes and builds the handler's future; the handler's
         // code runs when that future is polled, inside the span.
         let inner = self.service.call(req);
@@ -127,6 +126,7 @@ where
         let _entered = span.enter();
         // Dropped first, still inside the span: the watchdog's closing line is the request's.
         let _polling = watchdog::poll_request(this.id, span);
+        let _current = this.id.enter();
         let mut outcome = std::task::ready!(this.inner.poll(cx));
         // The field values are computed only when the line is enabled. An error becomes a
         // response after this middleware; its status is already decided.

@@ -33,7 +33,7 @@ pub fn poll_request(id: &RequestId, span: &tracing::Span) -> PollGuard {
         let mut state = slot.state();
         state.begin_poll_if_idle();
         state.request = Some(RequestFrame {
-            id: id.clone(),
+            id: *id,
             span: span.id(),
         });
     });

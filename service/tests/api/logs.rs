@@ -65,6 +65,8 @@ async fn every_line_is_json_and_request_lines_carry_the_request_span() {
         );
         for close in &closes {
             assert_ne!(close["span"]["name"], "request", "{close}");
+            // The handler's span takes the id from the extractor: this request's.
+            assert_eq!(close["span"]["request_id"], id.as_str(), "{close}");
             assert!(
                 close["fields"]["time.busy"].is_string()
                     && close["fields"]["time.idle"].is_string(),
