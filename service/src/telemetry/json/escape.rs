@@ -16,29 +16,38 @@ static ESCAPED: [bool; 256] = {
     table
 };
 
-/// Whether any byte must be escaped. Most strings written are short (keys, names, methods):
-/// a table look-up per byte; longer ones eight bytes per step, where a byte of a word is zero
-/// (or below 0x20) exactly when the high bit of `(w - 0x01…) & !w` (or `(w - 0x20…) & !w`)
-/// survives for some byte, and a quote or a backslash is a zero after an XOR with that byte
-/// repeated.
+/// Whether any byte must be escaped. Text shorter than a word: a table look-up per byte.
+/// Longer text: eight bytes per step, the last step overlapping the one before it rather than
+/// ending byte by byte ([`word_needs_escape`]).
 pub(super) fn any_needs_escape(bytes: &[u8]) -> bool {
-    if bytes.len() < 16 {
+    if bytes.len() < 8 {
         return bytes.iter().any(|&b| ESCAPED[usize::from(b)]);
     }
-    const ONES: u64 = u64::from_ne_bytes([1; 8]);
-    const HIGH: u64 = ONES * 0x80;
-    let zero_in = |w: u64, below: u64| w.wrapping_sub(ONES * below) & !w;
-    let mut words = bytes.chunks_exact(8);
-    for word in &mut words {
-        let w = u64::from_ne_bytes(word.try_into().expect("eight bytes"));
-        let hits = zero_in(w, 0x20)
-            | zero_in(w ^ (ONES * u64::from(b'"')), 1)
-            | zero_in(w ^ (ONES * u64::from(b'\\')), 1);
-        if hits & HIGH != 0 {
+    let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("eight bytes"));
+    let last = bytes.len() - 8;
+    let mut at = 0;
+    while at < last {
+        if word_needs_escape(word(at)) {
             return true;
         }
+        at += 8;
     }
-    words.remainder().iter().any(|&b| ESCAPED[usize::from(b)])
+    word_needs_escape(word(last))
+}
+
+/// Whether a byte of `w` is below 0x20, a quote or a backslash. With `q` and `b` the word XOR a
+/// quote (a backslash) in every byte, such a byte is zero in `q` (`b`) or below 0x20 in `w`, so
+/// subtracting 1 (0x20) from it sets its high bit, which is clear in all three. Borrows run
+/// only upwards, from a byte that is itself a hit, so the lowest byte flagged is always a hit:
+/// no text is sent to the escaping path wrongly, and none is missed. Bytes of 0x80 and above
+/// (UTF-8) never hit.
+fn word_needs_escape(w: u64) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGH: u64 = ONES * 0x80;
+    let q = w ^ (ONES * u64::from(b'"'));
+    let b = w ^ (ONES * u64::from(b'\\'));
+    let borrows = q.wrapping_sub(ONES) | b.wrapping_sub(ONES) | w.wrapping_sub(ONES * 0x20);
+    borrows & !(q | b | w) & HIGH != 0
 }
 
 /// `value` escaped, byte by byte: `\"`, `\\`, `\n`, `\r`, `\t`, `\u00XX` for other control
