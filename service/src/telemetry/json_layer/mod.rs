@@ -22,7 +22,8 @@ use std::{
 };
 
 use tracing::{
-    level_filters::LevelFilter, span, subscriber::Interest, Event, Id, Metadata, Subscriber,
+    level_filters::LevelFilter, span, subscriber::Interest, Event, Id, Level, Metadata,
+    Subscriber,
 };
 use tracing_subscriber::{
     fmt::MakeWriter,
@@ -226,9 +227,14 @@ where
         with_line(|out| {
             out.push_str("{\"timestamp\":\"");
             write_timestamp(out, std::time::SystemTime::now());
-            out.push_str("\",\"level\":\"");
-            out.push_str(meta.level().as_str());
-            out.push_str("\",\"fields\":{");
+            // One constant piece per level: a fixed-size copy, not three pieces.
+            out.push_str(match *meta.level() {
+                Level::ERROR => "\",\"level\":\"ERROR\",\"fields\":{",
+                Level::WARN => "\",\"level\":\"WARN\",\"fields\":{",
+                Level::INFO => "\",\"level\":\"INFO\",\"fields\":{",
+                Level::DEBUG => "\",\"level\":\"DEBUG\",\"fields\":{",
+                Level::TRACE => "\",\"level\":\"TRACE\",\"fields\":{",
+            });
             fields(out, plain_names);
             out.push_str("},\"target\":");
             out.push_name(meta.target(), plain_names);
