@@ -95,6 +95,7 @@ impl Line {
 
     /// Appends one of a callsite's names (its target, its name) as a JSON string: copied when
     /// the callsite's names are `plain` ([`names_are_plain`]), escaped otherwise.
+    #[inline]
     pub fn push_name(&mut self, name: &str, plain: bool) {
         if plain {
             self.push_plain_str(name);
