@@ -129,6 +129,9 @@ impl Shared {
         state.lines.extend_from_slice(line);
         if state.asleep || state.lines.len() >= WAKE_AT {
             state.asleep = false;
+            // Woken after the lock is released, so the writer thread does not wake only to
+            // wait for it. No wake-up is lost: the writer checks `asleep` under the lock.
+            drop(state);
             self.lines_ready.notify_one();
         }
     }
