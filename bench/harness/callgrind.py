@@ -136,7 +136,8 @@ def render(raw):
         "writer, watchdog; `BLOCKED_STACKS=false` where the binary has that setting, as "
         "callgrind aborts on the stack capture's start-up signal). Baseline: `REQUEST_TRACING=false`, `LONG_POLL_MS=0`. Article: "
         "`service/examples/article_wiring.rs`. Instruction counts are immune to the other work "
-        "on this shared machine (the wall-clock tables above are not) and repeat to about 0.1 %.",
+        "on this shared machine (the wall-clock tables above are not); a run repeats to a few tenths "
+        "of a percent, a difference of two configurations to about ±50 instructions.",
         "",
         "| configuration | " + " | ".join(labels) + " |",
         "|---|" + "---|" * len(labels),

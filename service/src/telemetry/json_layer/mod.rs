@@ -22,8 +22,7 @@ use std::{
 };
 
 use tracing::{
-    level_filters::LevelFilter, span, subscriber::Interest, Event, Id, Level, Metadata,
-    Subscriber,
+    level_filters::LevelFilter, span, subscriber::Interest, Event, Id, Level, Metadata, Subscriber,
 };
 use tracing_subscriber::{
     fmt::MakeWriter,
