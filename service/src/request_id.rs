@@ -8,13 +8,12 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use arrayvec::ArrayString;
-
 use actix_web::{
     dev::{Payload, ServiceRequest},
     http::header::{HeaderName, HeaderValue},
     Error, FromRequest, HttpRequest,
 };
+use arrayvec::ArrayString;
 
 /// Request and response header carrying the id.
 pub const HEADER: &str = "x-request-id";
@@ -41,7 +40,10 @@ impl RequestId {
             && raw
                 .iter()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
-        let text = std::str::from_utf8(raw).ok().filter(|_| valid)?;
+        if !valid {
+            return None;
+        }
+        let text = std::str::from_utf8(raw).ok()?;
         ArrayString::from(text).ok().map(Self)
     }
 

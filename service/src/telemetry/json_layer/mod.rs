@@ -76,12 +76,6 @@ impl<W> JsonLayer<W> {
         })
     }
 
-    /// Whether spans named `name` are untimed: the same text, found at once when it is the
-    /// same `&'static str` (the root span's name is one constant).
-    fn is_untimed(&self, name: &str) -> bool {
-        std::ptr::eq(name, self.untimed) || name == self.untimed
-    }
-
     fn enabled<S: Subscriber>(&self, meta: &Metadata<'_>, ctx: &Context<'_, S>) -> bool {
         *meta.level() <= self.max_level
             && (self.level_only || self.filter.enabled(meta, ctx.clone()))
@@ -112,7 +106,7 @@ where
             return;
         }
         let Some(span) = ctx.span(id) else { return };
-        let timings = (!self.is_untimed(meta.name())).then(Timings::start);
+        let timings = (meta.name() != self.untimed).then(Timings::start);
         if timings.is_some() {
             self.timed_open.fetch_add(1, Ordering::Relaxed);
         }
@@ -199,7 +193,7 @@ where
         if self.timed_open.load(Ordering::Relaxed) == 0 {
             return None;
         }
-        ctx.span(id).filter(|span| !self.is_untimed(span.name()))
+        ctx.span(id).filter(|span| span.name() != self.untimed)
     }
 
     /// Runs `update` on the span's timings, if it is timed.
