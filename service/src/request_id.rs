@@ -72,11 +72,12 @@ impl RequestId {
     /// The client's id if valid, else a fresh one, with the value of the response header that
     /// echoes it (the client's own header, shared). The invalid value is dropped, never logged.
     pub fn for_request(req: &ServiceRequest) -> (Self, HeaderValue) {
-        let client = req.headers().get(&HEADER_NAME);
-        match client.and_then(Self::from_client) {
-            Some(id) => (id, client.expect("the id came from it").clone()),
-            None => Self::generate(),
+        if let Some(client) = req.headers().get(&HEADER_NAME) {
+            if let Some(id) = Self::from_client(client) {
+                return (id, client.clone());
+            }
         }
+        Self::generate()
     }
 
     /// The id as text.

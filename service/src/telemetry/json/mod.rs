@@ -242,13 +242,17 @@ impl Visit for JsonVisitor<'_> {
 /// nearly every latency) the digits are copied as one fixed-size piece, not through itoa's
 /// buffer and a copy of unknown length.
 pub(crate) fn write_u64(out: &mut Line, value: u64) {
-    let digit = |n: u64| b'0' + (n % 10) as u8;
     match value {
         0..=9 => out.push_ascii(&[digit(value)]),
         10..=99 => out.push_ascii(&[digit(value / 10), digit(value)]),
         100..=999 => out.push_ascii(&[digit(value / 100), digit(value / 10), digit(value)]),
         _ => out.push_str(itoa::Buffer::new().format(value)),
     }
+}
+
+/// The last decimal digit of `n`, as ASCII.
+fn digit(n: u64) -> u8 {
+    b'0' + (n % 10) as u8
 }
 
 /// A finite `value` as ryu prints it (the shortest text that reads back as `value`). Whole
@@ -261,7 +265,6 @@ pub(crate) fn write_f64(out: &mut Line, value: f64) {
         if thousandths as f64 / 1000.0 == value {
             write_u64(out, thousandths / 1000);
             let frac = thousandths % 1000;
-            let digit = |n: u64| b'0' + (n % 10) as u8;
             // Fixed-size pieces, as in `write_u64`.
             match (frac % 100, frac % 10) {
                 (0, _) => out.push_ascii(&[b'.', digit(frac / 100)]),

@@ -58,13 +58,10 @@ const DIGIT_PAIRS: &[u8; 200] = b"\
 /// Second `secs` of the Unix epoch as `YYYY-MM-DDTHH:MM:SS`.
 fn format_second(secs: u64) -> Second {
     let whole = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+    // Always `YYYY-MM-DDTHH:MM:SSZ`: humantime formats no year past 9999.
     let text = humantime::format_rfc3339_seconds(whole).to_string();
     let mut second = [0; 19];
-    // Years past 9999 would not fit; they are left out rather than cut (humantime's own limit
-    // is the year 9999 anyway).
-    if let Some(prefix) = text.as_bytes().get(..19) {
-        second.copy_from_slice(prefix);
-    }
+    second.copy_from_slice(&text.as_bytes()[..19]);
     second
 }
 
